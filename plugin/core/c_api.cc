@@ -107,6 +107,7 @@ SenderConfig sender_config(const cmn_sender_config_t* c) {
   config.timeout_ms = c->timeout_ms;
   config.max_inflight = c->max_inflight;
   config.durable = c->durable != 0;
+  config.max_items = c->max_items;
   return config;
 }
 
@@ -233,6 +234,7 @@ void cmn_sender_config_init(cmn_sender_config_t* config) noexcept {
   config->timeout_ms = defaults.timeout_ms;
   config->max_inflight = defaults.max_inflight;
   config->durable = defaults.durable ? 1 : 0;
+  config->max_items = defaults.max_items;
 }
 
 int cmn_sender_config_validate(const cmn_sender_config_t* config, char** errptr) noexcept {

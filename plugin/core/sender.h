@@ -24,6 +24,7 @@ struct SenderConfig {
   int64_t timeout_ms = 60000;
   unsigned max_inflight = 100;
   bool durable = true;
+  uint64_t max_items = 1000000;  // spool cap; 0 = none
 
   Status validate() const;
 };

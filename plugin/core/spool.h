@@ -50,6 +50,9 @@ class Spool {
   struct Options {
     std::string dir;
     bool durable = true;
+    // When more items than this are pending, <dir>/full exists and
+    // SpoolWriter refuses new items (0 = no cap).
+    uint64_t max_items = 0;
   };
   static Status open(const Options& options, const Clock& clock, EventSink& events,
                      std::unique_ptr<Spool>* out);

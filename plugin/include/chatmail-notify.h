@@ -134,6 +134,7 @@ typedef struct cmn_sender_config {
 	int64_t timeout_ms;         /* per request */
 	unsigned max_inflight;
 	int durable;                /* fsync the spool */
+	uint64_t max_items;         /* spool cap: deliveries refused beyond; 0 = none */
 	cmn_clock_func *clock;      /* NULL: the real time */
 	void *clock_ctx;
 } cmn_sender_config_t;
