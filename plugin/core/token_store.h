@@ -21,6 +21,9 @@ namespace cmn {
 struct TokenStoreOptions {
   int64_t ttl_ms = 90LL * 24 * 3600 * 1000;  // 0 = tokens never expire
   unsigned max_tokens = 32;                  // 0 = unlimited
+  // How long a writer (or reader) waits for "<path>.lock" held by another
+  // process before it gives up with an error; 0 = one try.
+  int64_t lock_timeout_ms = 5000;
 };
 
 struct StoredToken {
