@@ -14,7 +14,6 @@ The build directory is $CMN_BUILD_DIR (default <repo>/build).
 """
 
 import contextlib
-import grp
 import imaplib
 import json
 import os
