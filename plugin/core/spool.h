@@ -53,6 +53,9 @@ class Spool {
     // When more items than this are pending, <dir>/full exists and
     // SpoolWriter refuses new items (0 = no cap).
     uint64_t max_items = 0;
+    // The state journal is compacted when it is at least this big and
+    // less than half of it is live.
+    uint64_t compact_min_bytes = 4 * 1024 * 1024;
   };
   static Status open(const Options& options, const Clock& clock, EventSink& events,
                      std::unique_ptr<Spool>* out);

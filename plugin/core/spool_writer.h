@@ -1,10 +1,12 @@
 // Delivery side of the spool: appends the items of one message to this
 // process's journal in incoming/, durably, with one write and one fdatasync.
+// A journal is flock()ed while its writer lives and rotated at ~4 MiB.
 #pragma once
 #include <sys/types.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,9 +29,11 @@ class SpoolWriter {
 
  private:
   struct Journal;
+  Status open_journal(uid_t uid, int64_t now_ms, std::unique_ptr<Journal>* out);
+
   std::string spool_dir_;
   bool durable_;
-  std::map<uid_t, Journal*> journals_;
+  std::map<uid_t, std::unique_ptr<Journal>> journals_;
 };
 
 }  // namespace cmn
