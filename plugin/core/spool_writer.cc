@@ -18,6 +18,17 @@ constexpr uint64_t kRotateBytes = 4 * 1024 * 1024;
 // between its creation and its lock: try again with a new one.
 constexpr int kCreateAttempts = 3;
 
+// Makes the journal's new name durable. A mail uid may not read a root
+// sender's incoming/ (mode 01733) and so cannot fsync it; then the
+// journal's first fdatasync carries the rename along (journaling file
+// systems commit metadata changes in order).
+Status sync_incoming(const std::string& incoming) {
+  UniqueFd fd(::open(incoming.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return errno == EACCES ? Status() : Status::errno_error("cannot open " + incoming, errno);
+  if (::fsync(fd.get()) != 0) return Status::errno_error("cannot fsync " + incoming, errno);
+  return Status();
+}
+
 }  // namespace
 
 struct SpoolWriter::Journal {
@@ -52,7 +63,7 @@ Status SpoolWriter::open_journal(uid_t uid, int64_t now_ms, std::unique_ptr<Jour
       return last;
     }
     if (durable_) {
-      Status st = fsync_directory(incoming);
+      Status st = sync_incoming(incoming);
       if (!st.ok()) return st;
     }
     *out = std::move(journal);
@@ -100,9 +111,10 @@ Status SpoolWriter::enqueue(std::string_view addr, std::string_view token_store_
   if (n != ssize_t(records.size())) {
     Status failed = Status::errno_error("cannot append to spool journal", n < 0 ? errno : ENOSPC);
     // A partial record must not stay in front of the next message's
-    // records; if it cannot be cut off, the journal is abandoned (the
-    // sender keeps what precedes it and quarantines the rest).
-    if (n > 0 && ::ftruncate(journal->fd.get(), off_t(journal->size)) != 0) journal.reset();
+    // records. It is not cut off (the sender may already have read the
+    // whole records before it): the journal is abandoned, and the sender
+    // keeps what precedes the partial record and quarantines the rest.
+    if (n > 0) journal.reset();
     return failed;
   }
   journal->size += records.size();
