@@ -9,6 +9,7 @@
 #include "doveadm.h"
 #include "doveadm-settings.h"
 #include "doveadm-util.h"
+#include "chatmail-notify-settings.h"
 #include "doveadm-chatmail-notify.h"
 
 #include <fcntl.h>
@@ -28,6 +29,12 @@ bool doveadm_chatmail_notify_spool_check(const char *spool_dir)
 {
 	struct stat st;
 
+	if (spool_dir[0] != '/') {
+		doveadm_chatmail_notify_fail(EX_CONFIG,
+			"chatmail_notify_spool_dir = '%s': must be an absolute "
+			"path", spool_dir);
+		return FALSE;
+	}
 	if (stat(spool_dir, &st) < 0) {
 		if (errno == ENOENT) {
 			doveadm_chatmail_notify_fail(DOVEADM_EX_NOTFOUND,

@@ -4,18 +4,13 @@
    the user up, reads the user's plugin {} settings and runs as the user. */
 
 #include "lib.h"
-#include "str.h"
-#include "var-expand.h"
 #include "mail-user.h"
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
+#include "chatmail-notify-settings.h"
 #include "doveadm-chatmail-notify.h"
 
 #include <ctype.h>
-
-#define TOKEN_FILE_DEFAULT "%h/metadata.json"
-#define TOKEN_TTL_DEFAULT "90d"
-#define MAX_TOKENS_DEFAULT "32"
 
 struct tokens_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
@@ -35,74 +30,37 @@ static void token_store_warning(void *context, const cmn_event_t *event)
 		i_warning("Token store %s: %s", path, event->message);
 }
 
-static const char *
-user_setting(struct mail_user *user, const char *name)
+static const char *user_getenv(const char *name, void *context)
 {
-	const char *value = mail_user_plugin_getenv(user, name);
-
-	return value == NULL || *value == '\0' ? NULL : value;
+	return mail_user_plugin_getenv(context, name);
 }
 
-static bool
-token_store_path(struct mail_user *user, const char **path_r,
-		 const char **error_r)
-{
-	const char *path = user_setting(user, "chatmail_notify_token_file");
-	string_t *expanded;
-	const char *error;
-
-	if (path == NULL) {
-		expanded = t_str_new(128);
-		if (var_expand(expanded, TOKEN_FILE_DEFAULT,
-			       mail_user_var_expand_table(user), &error) <= 0) {
-			*error_r = t_strdup_printf(
-				"Expanding the default chatmail_notify_token_file "
-				"%s failed: %s", TOKEN_FILE_DEFAULT, error);
-			return FALSE;
-		}
-		path = str_c(expanded);
-	}
-	*path_r = mail_user_home_expand(user, path);
-	if (**path_r != '/') {
-		*error_r = t_strdup_printf(
-			"chatmail_notify_token_file %s is not an absolute path "
-			"(has the user a home directory?)", *path_r);
-		return FALSE;
-	}
-	return TRUE;
-}
-
+/* The same settings and the same file as the mail plugin uses. */
 static bool
 token_store_ref_init(struct mail_user *user, struct token_store_ref *ref_r,
 		     const char **error_r)
 {
-	const char *ttl = user_setting(user, "chatmail_notify_token_ttl");
-	const char *max = user_setting(user, "chatmail_notify_max_tokens");
-	uint64_t max_tokens;
-	char *error = NULL;
+	struct chatmail_notify_user_settings set;
+	const char *home;
 
 	i_zero(ref_r);
-	if (ttl == NULL)
-		ttl = TOKEN_TTL_DEFAULT;
-	if (max == NULL)
-		max = MAX_TOKENS_DEFAULT;
-	if (cmn_parse_duration_ms(ttl, &ref_r->options.ttl_ms, &error) < 0) {
-		*error_r = t_strdup_printf(
-			"Invalid chatmail_notify_token_ttl = %s: %s", ttl, error);
-		cmn_free(error);
+	if (chatmail_notify_user_settings_parse(pool_datastack_create(),
+						user_getenv, user, &set,
+						error_r) < 0)
+		return FALSE;
+	if (set.token_file != NULL)
+		ref_r->path = set.token_file;
+	else if (mail_user_get_home(user, &home) > 0 && home != NULL &&
+		 *home != '\0') {
+		ref_r->path = t_strconcat(home, "/",
+			CHATMAIL_NOTIFY_DEFAULT_TOKEN_FILE_NAME, NULL);
+	} else {
+		*error_r = "The user has no home directory: "
+			"set chatmail_notify_token_file";
 		return FALSE;
 	}
-	if (cmn_parse_uint(max, &max_tokens, &error) < 0 ||
-	    max_tokens > UINT_MAX) {
-		*error_r = t_strdup_printf(
-			"Invalid chatmail_notify_max_tokens = %s: %s", max,
-			error != NULL ? error : "too large");
-		cmn_free(error);
-		return FALSE;
-	}
-	if (!token_store_path(user, &ref_r->path, error_r))
-		return FALSE;
-	ref_r->options.max_tokens = (unsigned int)max_tokens;
+	ref_r->options.ttl_ms = set.token_ttl_ms;
+	ref_r->options.max_tokens = set.max_tokens;
 	ref_r->options.now_ms = doveadm_chatmail_notify_now_ms();
 	ref_r->options.on_event = token_store_warning;
 	ref_r->options.event_ctx = (void *)ref_r->path;

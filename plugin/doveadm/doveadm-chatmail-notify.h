@@ -5,8 +5,6 @@
 
 struct doveadm_cmd_ver2;
 
-#define CHATMAIL_NOTIFY_DEFAULT_SPOOL_DIR "/var/spool/dovecot-chatmail-notify"
-
 /* The commands, registered by the plugin's init. */
 extern struct doveadm_cmd_ver2 doveadm_chatmail_notify_cmd_status;
 extern struct doveadm_cmd_ver2 doveadm_chatmail_notify_cmd_list;
