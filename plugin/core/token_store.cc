@@ -275,10 +275,8 @@ class StoreDir {
     if (fstat(fd.get(), &st) != 0)
       return Status::errno_error(display(name) + ": cannot stat lock file", errno);
     if (!S_ISREG(st.st_mode)) return Status::error(display(name) + ": lock is not a regular file");
-    if (Status owned = check_owner(st, name); !owned.ok()) return owned;
-    if (created) {
-      if (Status given = give_folder_owner(fd.get(), st, name); !given.ok()) return given;
-    }
+    Status owned = created ? give_folder_owner(fd.get(), st, name) : check_owner(st, name);
+    if (!owned.ok()) return owned;
 
     using namespace std::chrono;
     const auto deadline = steady_clock::now() + milliseconds(timeout_ms);
