@@ -91,7 +91,7 @@ static void delivery_enqueue(struct mail_user *user,
 	struct delivery_tokens tokens;
 	cmn_token_store_options_t opts;
 	cmn_spool_writer_t *writer;
-	const char *reason;
+	const char *reason = NULL;
 	char *error = NULL;
 	int count;
 
