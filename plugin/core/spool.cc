@@ -35,6 +35,7 @@ Event make_event(cmn_log_level level, std::string name, std::string message) {
 constexpr char kStateName[] = "journal";
 constexpr size_t kReadChunk = 1024 * 1024;
 constexpr size_t kFlushRequestMax = 4096;
+constexpr size_t kBatchBytes = 4 * 1024 * 1024;  // ingest commits at least this often
 constexpr char kQuarantinedEvent[] = "chatmail_notify_quarantined";
 
 // Reads the records of a journal in order, from an offset, a chunk at a
@@ -184,8 +185,6 @@ PendingItem pending_from(const SpoolRecord& rec, uint64_t id, uid_t owner) {
 
 // What one read of an incoming journal found.
 struct JournalScan {
-  std::vector<SpoolRecord> items;
-  uint64_t end_offset = 0;  // after the last complete record
   bool writer_gone = false;
   bool complete = false;       // read to its end, nothing partial
   std::string problem;         // set: quarantine after the commit
@@ -381,20 +380,20 @@ class SpoolImpl final : public Spool {
     warn("quarantined " + from + " as " + to + ": " + why, kQuarantinedEvent);
   }
 
-  void add_live(const SpoolRecord& rec, uint64_t offset, uint32_t size) {
-    LiveItem& entry = live_[rec.id];
+  void add_live(const PendingItem& item, uint64_t offset, uint32_t size) {
+    LiveItem& entry = live_[item.id];
     if (entry.size > 0) live_bytes_ -= entry.size;
-    entry.item = pending_from(rec, rec.id, rec.owner_uid);
+    entry.item = item;
     entry.offset = offset;
     entry.size = size;
     live_bytes_ += size;
-    next_id_ = std::max(next_id_, rec.id + 1);
+    next_id_ = std::max(next_id_, item.id + 1);
   }
 
   void apply(const SpoolRecord& rec, const RecordReader& reader) {
     switch (rec.type) {
       case RecordType::kItem:
-        add_live(rec, reader.record_offset(), reader.record_size());
+        add_live(pending_from(rec, rec.id, rec.owner_uid), reader.record_offset(), reader.record_size());
         break;
       case RecordType::kUpdate: {
         auto it = live_.find(rec.id);
@@ -464,36 +463,82 @@ class SpoolImpl final : public Spool {
     return compact();
   }
 
-  JournalScan read_journal(int dir_fd, const std::string& name) {
-    JournalScan scan;
+  // Items from incoming/ on their way into the state journal.
+  struct Batch {
+    struct Added {
+      size_t at, size;
+      PendingItem item;
+    };
+    std::string bytes;
+    std::vector<Added> added;
+    std::map<std::string, uint64_t> advanced;  // cursors, applied once committed
+  };
+
+  // Adds one item of `journal` (read up to `end_offset`); commits when the
+  // batch is big, so a large backlog is taken in with bounded memory.
+  Status batch_item(Batch* batch, SpoolRecord* rec, const std::string& journal, uint64_t end_offset,
+                    std::vector<PendingItem>* fresh) {
+    rec->id = next_id_++;
+    const size_t at = batch->bytes.size();
+    encode_record(*rec, &batch->bytes);
+    batch->added.push_back(Batch::Added{at, batch->bytes.size() - at, pending_from(*rec, rec->id, rec->owner_uid)});
+    batch->advanced[journal] = end_offset;
+    return batch->bytes.size() >= kBatchBytes ? commit_batch(batch, fresh) : Status();
+  }
+
+  Status commit_batch(Batch* batch, std::vector<PendingItem>* fresh) {
+    for (const auto& [name, offset] : batch->advanced) {
+      SpoolRecord cursor;
+      cursor.type = RecordType::kCursor;
+      cursor.file = name;
+      cursor.offset = offset;
+      encode_record(cursor, &batch->bytes);
+    }
+    // Ids of a batch that fails to commit are never used again: harmless.
+    const uint64_t base = state_size_ + pending_.size();
+    Status st = commit(batch->bytes);
+    if (!st.ok()) return st;
+    for (const Batch::Added& a : batch->added) {
+      add_live(a.item, base + a.at, uint32_t(a.size));
+      fresh->push_back(a.item);
+    }
+    for (const auto& [name, offset] : batch->advanced) cursors_[name] = offset;
+    *batch = Batch();
+    return Status();
+  }
+
+  // Reads the new records of one journal into *batch. An error is a
+  // failed commit; problems of the journal itself are in scan->problem.
+  Status read_journal(int dir_fd, const std::string& name, Batch* batch, std::vector<PendingItem>* fresh,
+                      JournalScan* out) {
+    JournalScan& scan = *out;
     struct stat st;
     if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       scan.complete = errno == ENOENT;  // gone meanwhile: nothing to do
       if (!scan.complete) scan.problem = std::string("cannot stat: ") + std::strerror(errno);
-      return scan;
+      return Status();
     }
     if (!S_ISREG(st.st_mode)) {
       scan.problem = "not a regular file";
-      return scan;
+      return Status();
     }
     UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
       scan.problem = "not a regular file";
-      return scan;
+      return Status();
     }
     if (st.st_nlink != 1) {
       scan.problem = "has " + std::to_string(st.st_nlink) + " hard links";
-      return scan;
+      return Status();
     }
     // Whether the writer is gone is decided BEFORE reading: whatever it
     // wrote before letting go is then in the file.
     scan.writer_gone = ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
     auto cursor = cursors_.find(name);
     const uint64_t start = cursor != cursors_.end() ? cursor->second : 0;
-    scan.end_offset = start;
     if (st.st_size == 0 && scan.writer_gone) {
       scan.problem = "empty journal without a writer";
-      return scan;
+      return Status();
     }
     const uid_t owner = st.st_uid;
     RecordReader reader(fd.get(), start);
@@ -507,8 +552,8 @@ class SpoolImpl final : public Spool {
       }
       if (next == RecordReader::Next::kRecord) {
         rec.owner_uid = owner;  // the file's owner wrote it, whatever it claims
-        scan.items.push_back(std::move(rec));
-        scan.end_offset = reader.offset();
+        Status st = batch_item(batch, &rec, name, reader.offset(), fresh);
+        if (!st.ok()) return st;
         continue;
       }
       if (next == RecordReader::Next::kEnd) {
@@ -518,7 +563,7 @@ class SpoolImpl final : public Spool {
       } else {
         scan.problem = error + " at offset " + std::to_string(reader.offset());
       }
-      return scan;
+      return Status();
     }
   }
 
@@ -542,13 +587,7 @@ class SpoolImpl final : public Spool {
     UniqueFd dir_fd(::open(incoming_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir_fd.valid()) return Status::errno_error("cannot open " + incoming_, errno);
 
-    struct Added {
-      size_t at, size;
-      SpoolRecord record;
-    };
-    std::string batch;
-    std::vector<Added> added;
-    std::map<std::string, uint64_t> advanced;  // cursors, applied once committed
+    Batch batch;
     std::vector<std::string> drained;
     std::vector<std::pair<std::string, std::string>> bad;  // name, why
     for (const std::string& name : names) {
@@ -560,21 +599,9 @@ class SpoolImpl final : public Spool {
         bad.emplace_back(name, "not a spool journal name");
         continue;
       }
-      JournalScan scan = read_journal(dir_fd.get(), name);
-      for (SpoolRecord& rec : scan.items) {
-        rec.id = next_id_++;
-        const size_t at = batch.size();
-        encode_record(rec, &batch);
-        added.push_back(Added{at, batch.size() - at, std::move(rec)});
-      }
-      if (!scan.items.empty()) {
-        SpoolRecord cursor;
-        cursor.type = RecordType::kCursor;
-        cursor.file = name;
-        cursor.offset = scan.end_offset;
-        encode_record(cursor, &batch);
-        advanced[name] = scan.end_offset;
-      }
+      JournalScan scan;
+      st = read_journal(dir_fd.get(), name, &batch, fresh, &scan);
+      if (!st.ok()) return st;
       if (!scan.problem.empty())
         bad.emplace_back(name, scan.problem);
       else if (scan.complete && scan.writer_gone)
@@ -584,16 +611,8 @@ class SpoolImpl final : public Spool {
       for (auto it = cursors_.begin(); it != cursors_.end();)
         it = std::binary_search(names.begin(), names.end(), it->first) ? std::next(it) : cursors_.erase(it);
     }
-
-    // Ids of a batch that fails to commit are never used again: harmless.
-    const uint64_t base = state_size_ + pending_.size();
-    st = commit(batch);
+    st = commit_batch(&batch, fresh);
     if (!st.ok()) return st;
-    for (Added& a : added) {
-      add_live(a.record, base + a.at, uint32_t(a.size));
-      fresh->push_back(live_[a.record.id].item);
-    }
-    for (const auto& [name, offset] : advanced) cursors_[name] = offset;
     // Only now that the items are durably ours may their journals go.
     for (const std::string& name : drained) {
       ::unlinkat(dir_fd.get(), name.c_str(), 0);
