@@ -76,17 +76,18 @@ static void delivery_token_add(void *ctx, const char *token, size_t len,
 	str_append(tokens->hashes, hash);
 }
 
-static void enqueue_failed(struct chatmail_notify_user *nuser, const char *reason)
+static void enqueue_failed(struct event *event, const char *reason)
 {
-	struct event_passthrough *e = event_create_passthrough(nuser->event)->
-		set_name("chatmail_notify_enqueue_failed")->
-		add_str("error", reason);
-
-	e_error(e->event(), "notification lost, mail delivered anyway: %s", reason);
+	event_add_str(event, "error", reason);
+	event_set_name(event, "chatmail_notify_enqueue_failed");
+	e_error(event, "notification lost, mail delivered anyway: %s", reason);
 }
 
+/* `event` is created when the delivery was stored: its duration is the
+   time the notification added to the delivery. */
 static void delivery_enqueue(struct mail_user *user,
-			     struct chatmail_notify_user *nuser)
+			     struct chatmail_notify_user *nuser,
+			     struct event *event)
 {
 	struct delivery_tokens tokens;
 	cmn_token_store_options_t opts;
@@ -102,39 +103,38 @@ static void delivery_enqueue(struct mail_user *user,
 	count = cmn_token_store_list(nuser->token_file, &opts, delivery_token_add,
 				     &tokens, &error);
 	if (count < 0) {
-		enqueue_failed(nuser, t_strdup_printf("reading %s: %s",
+		enqueue_failed(event, t_strdup_printf("reading %s: %s",
 			nuser->token_file, error));
 		cmn_free(error);
 		return;
 	}
 	if (count == 0) {
-		e_debug(nuser->event, "no device token registered");
+		e_debug(event, "no device token registered");
 		return;
 	}
 	if ((writer = spool_writer_get(&nuser->set, &reason)) == NULL) {
-		enqueue_failed(nuser, reason);
+		enqueue_failed(event, reason);
 		return;
 	}
 	if (cmn_spool_writer_enqueue(writer, user->username, nuser->token_file,
 				     array_front(&tokens.tokens),
 				     array_front(&tokens.lens), (size_t)count,
 				     opts.now_ms, &error) < 0) {
-		enqueue_failed(nuser, t_strdup_printf("%s (tokens %s)", error,
+		enqueue_failed(event, t_strdup_printf("%s (tokens %s)", error,
 						      str_c(tokens.hashes)));
 		cmn_free(error);
 		return;
 	}
-	struct event_passthrough *e = event_create_passthrough(nuser->event)->
-		set_name("chatmail_notify_enqueued")->
-		add_str("user", user->username)->
-		add_int("tokens", count);
-	e_info(e->event(), "notification queued for %d device(s): %s",
+	event_add_int(event, "tokens", count);
+	event_set_name(event, "chatmail_notify_enqueued");
+	e_info(event, "notification queued for %d device(s): %s",
 	       count, str_c(tokens.hashes));
 }
 
 static void delivery_stored(struct mail_user *user)
 {
 	struct chatmail_notify_user *nuser = CHATMAIL_NOTIFY_USER_CONTEXT(user);
+	struct event *event;
 
 	if (nuser == NULL || !nuser->delivery_armed || nuser->delivery_notified)
 		return;
@@ -143,9 +143,12 @@ static void delivery_stored(struct mail_user *user)
 		e_debug(nuser->event, "sent by the user to themself: no notification");
 		return;
 	}
+	event = event_create(nuser->event);
+	event_add_str(event, "user", user->username);
 	T_BEGIN {
-		delivery_enqueue(user, nuser);
+		delivery_enqueue(user, nuser, event);
 	} T_END;
+	event_unref(&event);
 }
 
 static int
