@@ -31,7 +31,9 @@ def fail(message):
 def register(host, user, password, token):
     with imaplib.IMAP4(host, 143) as imap:
         imap.login(user, password)
-        capabilities = set(imap.capabilities)
+        # Pre-login capabilities lack METADATA: ask again.
+        typ, data = imap.capability()
+        capabilities = set(data[0].decode().upper().split()) if typ == "OK" else set()
         for wanted in ("METADATA", "XDELTAPUSH"):
             if wanted not in capabilities:
                 fail(f"CAPABILITY lacks {wanted}: {sorted(capabilities)}")
