@@ -270,17 +270,21 @@ class ImapClient(imaplib.IMAP4):
                 return status, text, untagged
             untagged.append(resp.decode(errors="replace"))
 
-    def get_tokens(self, entry="/private/devicetoken"):
-        """The entry's value split at spaces ([] for NIL)."""
+    def get_metadata(self, entry):
+        """The entry's value of INBOX (None for NIL), quoted or literal."""
         status, text, untagged = self.raw_command(f"GETMETADATA INBOX {entry}")
         if status != "OK":
             raise AssertionError(f"GETMETADATA answered {status} {text}")
-        value = None
         for line in untagged:
             m = re.match(r'\* METADATA \S+ \(\S+ (?:"((?:[^"\\]|\\.)*)"|NIL|\{\d+\}\r\n(.*))\)$',
                          line, re.S | re.I)
             if m:
-                value = m.group(1) if m.group(1) is not None else m.group(2)
+                return m.group(1) if m.group(1) is not None else m.group(2)
+        return None
+
+    def get_tokens(self, entry="/private/devicetoken"):
+        """The device tokens: the entry's value split at spaces ([] for NIL)."""
+        value = self.get_metadata(entry)
         return value.split(" ") if value else []
 
 
@@ -442,6 +446,8 @@ plugin {{
     def start(self):
         for name in ("run", "state"):
             (self.dir / name).mkdir(exist_ok=True)
+        # As the package's postinst does: the sender makes the subfolders.
+        self.spool_dir.mkdir(mode=0o755, exist_ok=True)
         if not (self.dir / "modules").exists():
             self._module_dir()
         for user in self.users:
@@ -717,8 +723,9 @@ class DovecotTestCase(unittest.TestCase):
         self.dovecot.start()
 
     def _stop_dovecot(self):
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        failed = result is not None and any(
+            t is self for t, _ in list(result.failures) + list(result.errors))
         if failed or os.environ.get("CMN_VERBOSE"):
             self.dovecot.dump_log()
         self.dovecot.stop()
