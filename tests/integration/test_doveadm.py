@@ -85,7 +85,7 @@ class DoveadmPlugin:
         if not self.isolated:
             return doveadm
         return ["unshare", "--mount", "sh", "-c",
-                'mount --bind "$0" "$1" && shift 2 && exec "$@"',
+                'mount --bind "$0" "$1" && shift && exec "$@"',
                 str(self.module_dir), str(SYSTEM_DOVEADM_MODULES), *doveadm]
 
 
