@@ -447,7 +447,7 @@ plugin {{
         for name in ("run", "state"):
             (self.dir / name).mkdir(exist_ok=True)
         # As the package's postinst does: the sender makes the subfolders.
-        self.spool_dir.mkdir(mode=0o755, exist_ok=True)
+        self.spool_dir.mkdir(mode=0o711, exist_ok=True)
         if not (self.dir / "modules").exists():
             self._module_dir()
         for user in self.users:
