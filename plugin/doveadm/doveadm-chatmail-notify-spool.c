@@ -75,7 +75,7 @@ bool doveadm_chatmail_notify_spool_status(const char *spool_dir,
 	return TRUE;
 }
 
-static bool dovecot_master_is_running(const char **pid_file_r)
+bool doveadm_chatmail_notify_dovecot_running(const char **pid_file_r)
 {
 	char buf[32];
 	ssize_t len;
@@ -102,7 +102,7 @@ void doveadm_chatmail_notify_report_no_sender(const char *spool_dir)
 {
 	const char *pid_file;
 
-	if (!dovecot_master_is_running(&pid_file)) {
+	if (!doveadm_chatmail_notify_dovecot_running(&pid_file)) {
 		doveadm_chatmail_notify_fail(EX_TEMPFAIL,
 			"Dovecot is not running (no live master process in %s): "
 			"no notification of spool %s is being sent",

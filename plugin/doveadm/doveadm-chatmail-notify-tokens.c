@@ -78,6 +78,22 @@ tokens_cmd_fail(struct doveadm_mail_cmd_context *ctx, int exit_code,
 	return -1;
 }
 
+/* Says so when the userdb cannot answer because the local Dovecot is
+   stopped, instead of doveadm's "Internal error occurred". Commands sent
+   to a doveadm server (-S) do not need the local one. */
+static void cmd_tokens_preinit(struct doveadm_mail_cmd_context *ctx)
+{
+	const char *pid_file;
+
+	if ((ctx->service_flags & MAIL_STORAGE_SERVICE_FLAG_USERDB_LOOKUP) != 0 &&
+	    !ctx->proxying && ctx->set->doveadm_worker_count == 0 &&
+	    !doveadm_chatmail_notify_dovecot_running(&pid_file)) {
+		i_fatal_status(EX_TEMPFAIL, "Dovecot is not running (no live "
+			       "master process in %s): users cannot be looked up",
+			       pid_file);
+	}
+}
+
 /* ---- tokens ---- */
 
 static void print_token(void *context, const char *token, size_t len,
@@ -124,6 +140,7 @@ static struct doveadm_mail_cmd_context *cmd_tokens_alloc(void)
 	struct tokens_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct tokens_cmd_context);
+	ctx->ctx.v.preinit = cmd_tokens_preinit;
 	ctx->ctx.v.init = cmd_tokens_init;
 	ctx->ctx.v.run = cmd_tokens_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -194,6 +211,7 @@ static struct doveadm_mail_cmd_context *cmd_tokens_remove_alloc(void)
 	struct tokens_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct tokens_cmd_context);
+	ctx->ctx.v.preinit = cmd_tokens_preinit;
 	ctx->ctx.v.init = cmd_tokens_remove_init;
 	ctx->ctx.v.run = cmd_tokens_remove_run;
 	return &ctx->ctx;

@@ -26,6 +26,8 @@ bool doveadm_chatmail_notify_spool_check(const char *spool_dir);
 /* FALSE (after reporting why) when the spool's status cannot be read. */
 bool doveadm_chatmail_notify_spool_status(const char *spool_dir,
 					  cmn_spool_status_t *status_r);
+/* Whether the master process of base_dir/master.pid is alive. */
+bool doveadm_chatmail_notify_dovecot_running(const char **pid_file_r);
 /* Reports, with a temporary failure, that no sender process serves the
    spool, telling whether Dovecot itself is stopped. */
 void doveadm_chatmail_notify_report_no_sender(const char *spool_dir);
