@@ -1,6 +1,32 @@
-/* doveadm chatmail-notify status|list|flush|tokens: what an operator needs
-   to see why a phone does not ring. Loaded by doveadm from
-   <moduledir>/doveadm/ (a path compiled into doveadm). */
+/* doveadm chatmail-notify: what an operator needs to see why a phone does
+   not ring. Loaded by doveadm from <moduledir>/doveadm/ (a path compiled
+   into doveadm, not mail_plugin_dir).
+
+     doveadm chatmail-notify status
+         one field/value row each: the sender's pid ("none"), its start,
+         items pending (in total, not yet taken in by the sender, per
+         attempt number), the oldest item's age, the next due time, and the
+         counters the sender published (sent, gone, retried, dropped, ...)
+     doveadm chatmail-notify list [-u <user>]
+         pending items, soonest due first: address, state, attempt, next
+         due, age, token hash, uid; never a clear token
+     doveadm chatmail-notify flush [-u <user>]
+         asks the sender to make the pending items due now
+     doveadm chatmail-notify tokens -u <user>
+     doveadm chatmail-notify tokens remove -u <user> <token hash>
+         the user's tokens as hashes, with when each was last registered;
+         removing one by its hash
+
+   status, list and flush act on the one global spool: its folder is the
+   global plugin { chatmail_notify_spool_dir } as doveadm reads its config
+   (select another with -c CONF or -o plugin/chatmail_notify_spool_dir=DIR).
+   -u there is checked against the userdb. tokens are mail commands: the
+   user's own settings (userdb fields included) and privileges.
+
+   Exit codes: 67 (EX_NOUSER) unknown user, 68 (NOTFOUND) no spool or no
+   such token, 75 (EX_TEMPFAIL) Dovecot stopped or no sender serving the
+   spool (status and list still print what the spool holds), 64 usage,
+   78 (EX_CONFIG) a bad setting. */
 
 #include "lib.h"
 #include "module-dir.h"
