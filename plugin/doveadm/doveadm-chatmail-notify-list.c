@@ -1,5 +1,7 @@
 /* doveadm chatmail-notify list [-u user]: the pending items, soonest due
-   first. Tokens appear only as their hash. */
+   first. Tokens appear only as their hash. The next due time is relative
+   ("now", "59m58s"): with the absolute time too the table would not fit
+   80 columns (status shows the absolute time of the next one). */
 
 #include "lib.h"
 #include "array.h"
@@ -50,7 +52,6 @@ static void print_item(const struct listed_item *item, int64_t now_ms)
 	doveadm_print(item->addr);
 	doveadm_print(item->accepted ? "sender" : "incoming");
 	doveadm_print_num(item->attempt);
-	doveadm_print(doveadm_chatmail_notify_time(item->due_ms));
 	doveadm_print(item->due_ms <= now_ms ? "now" :
 		      doveadm_chatmail_notify_duration(item->due_ms - now_ms));
 	doveadm_print(doveadm_chatmail_notify_duration(now_ms - item->start_ms));
@@ -65,7 +66,6 @@ static void print_headers(void)
 	doveadm_print_header_simple("state");
 	doveadm_print_header("attempt", "attempt",
 			     DOVEADM_PRINT_HEADER_FLAG_RIGHT_JUSTIFY);
-	doveadm_print_header_simple("next_due");
 	doveadm_print_header_simple("due_in");
 	doveadm_print_header_simple("age");
 	doveadm_print_header_simple("token_hash");

@@ -8,8 +8,8 @@
          attempt number), the oldest item's age, the next due time, and the
          counters the sender published (sent, gone, retried, dropped, ...)
      doveadm chatmail-notify list [-u <user>]
-         pending items, soonest due first: address, state, attempt, next
-         due, age, token hash, uid; never a clear token
+         pending items, soonest due first: address, state, attempt, due
+         in, age, token hash, uid; never a clear token
      doveadm chatmail-notify flush [-u <user>]
          asks the sender to make the pending items due now
      doveadm chatmail-notify tokens -u <user>

@@ -191,7 +191,6 @@ class ListTest(DoveadmTestCase):
                          sorted([(self.addr("cmntest1"), token_hash(t1), "1", "sender"),
                                  (self.addr("cmntest2"), token_hash(t2), "1", "sender")]))
         for row in rows:
-            self.assertRegex(row["next_due"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
             self.assertRegex(row["due_in"], r"^(59m\d\ds|1h00m)$")
             self.assertRegex(row["uid"], r"^\d+$")
         self.assertNoClearToken(res, t1, t2)
