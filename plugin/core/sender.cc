@@ -69,7 +69,7 @@ class CountingSink final : public EventSink {
  public:
   CountingSink(EventSink& next, Counters& counters) : next_(next), counters_(counters) {}
   void emit(Event event) override {
-    if (event.name.find("quarantine") != std::string::npos)
+    if (event.name == "chatmail_notify_quarantined")
       counters_.quarantined += event.count > 0 ? uint64_t(event.count) : 1;
     next_.emit(std::move(event));
   }

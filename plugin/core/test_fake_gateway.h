@@ -3,6 +3,7 @@
 #pragma once
 #include <curl/curl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +59,8 @@ class FakeGateway {
     for (auto& a : extra_args) args.push_back(a);
     pid_ = fork();
     if (pid_ == 0) {
+      // A failed test leaves by longjmp, past destructors: do not outlive it.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
