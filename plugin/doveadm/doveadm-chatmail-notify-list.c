@@ -98,15 +98,13 @@ static void cmd_chatmail_notify_list(struct doveadm_cmd_context *cctx)
 			"Reading the items of spool %s failed: %s",
 			spool_dir, error);
 		cmn_free(error);
-		pool_unref(&collector.pool);
-		return;
+	} else {
+		array_sort(&collector.items, listed_item_cmp_due);
+		print_headers();
+		now_ms = doveadm_chatmail_notify_now_ms();
+		array_foreach(&collector.items, item)
+			print_item(item, now_ms);
 	}
-	array_sort(&collector.items, listed_item_cmp_due);
-
-	print_headers();
-	now_ms = doveadm_chatmail_notify_now_ms();
-	array_foreach(&collector.items, item)
-		print_item(item, now_ms);
 	pool_unref(&collector.pool);
 
 	if (doveadm_chatmail_notify_spool_status(spool_dir, &status) &&

@@ -292,6 +292,19 @@ class MissingSpoolTest(DoveadmTestCase):
         self.assertFalse(missing.exists(), "doveadm created the spool")
 
 
+class UnservedSpoolTest(DoveadmTestCase):
+    def test_a_spool_no_sender_serves_is_reported_while_dovecot_runs(self):
+        other = self.workdir / "other-spool"
+        other.mkdir()
+        opts = ["-o", f"plugin/chatmail_notify_spool_dir={other}"]
+        res = self.adm("chatmail-notify", "status", opts=opts, expect=EX_TEMPFAIL)
+        self.assertIn(f"Dovecot runs, but no chatmail-notify-sender process holds {other}",
+                      res.stderr)
+        self.assertEqual(status_fields(res.stdout)["sender_pid"], "none")
+        res = self.adm("chatmail-notify", "list", opts=opts, expect=EX_TEMPFAIL)
+        self.assertIn("no chatmail-notify-sender process", res.stderr)
+
+
 class StoppedDovecotTest(DoveadmTestCase):
     def test_every_command_says_dovecot_is_stopped(self):
         token = self.fail_once("cmntest1", "stopped")
