@@ -2,7 +2,6 @@
 
 #include "lib.h"
 #include "time-util.h"
-#include "doveadm-util.h"
 #include "doveadm-chatmail-notify.h"
 
 #include <sys/time.h>
@@ -19,7 +18,8 @@ const char *doveadm_chatmail_notify_time(int64_t unix_ms)
 {
 	if (unix_ms <= 0)
 		return "-";
-	return unixdate2str((time_t)(unix_ms / 1000));
+	/* the format of doveadm's unixdate2str(), without needing doveadm */
+	return t_strflocaltime("%Y-%m-%d %H:%M:%S", (time_t)(unix_ms / 1000));
 }
 
 const char *doveadm_chatmail_notify_duration(int64_t ms)
