@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -531,7 +532,12 @@ void writer_waits_for_the_lock(void**) {
   pid_t child = fork();
   assert_true(child >= 0);
   if (child == 0) {
-    // Another writer (the relay's Python code, say) holding the lock.
+    // Another writer (the relay's Python code, say) holding the lock. It
+    // must not outlive a failed test: it dies with the parent, and the
+    // parent's exit closes the last write end of `release`.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(locked[0]);
+    close(release[1]);
     int fd = open(lock_path.c_str(), O_RDWR | O_CREAT, 0600);
     if (fd < 0 || flock(fd, LOCK_EX) != 0) _exit(1);
     if (write(locked[1], "L", 1) != 1) _exit(1);
