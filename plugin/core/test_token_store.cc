@@ -220,6 +220,10 @@ void max_tokens_never_drops_the_token_just_added(void**) {
   f.clock.advance(kSecond);
   f.add("d");
   expect_tokens(f, {"b", "d"});
+  // Even when the others carry times from a clock a little ahead.
+  write_file(f.path, R"({"devicetoken": {"x": 1700000050, "y": 1700000050}})");
+  f.add("e");
+  expect_tokens(f, {"y", "e"});
 }
 
 void legacy_list_is_read_and_rewritten_as_map(void**) {

@@ -377,11 +377,15 @@ bool is_fresh(const StoredToken& t, int64_t now_ms, int64_t ttl_ms) {
 }
 
 // Which tokens are among the `keep` newest; of equal times the later in
-// the file counts as newer, so a token just added is never the one dropped.
-std::vector<bool> newest(const std::vector<StoredToken>& tokens, size_t keep) {
+// the file counts as newer. `pinned` (the token just added) is always kept,
+// even when others carry times from a clock ahead of ours.
+std::vector<bool> newest(const std::vector<StoredToken>& tokens, size_t keep,
+                         std::string_view pinned = {}) {
   std::vector<size_t> order(tokens.size());
   for (size_t i = 0; i < order.size(); i++) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if ((tokens[a].token == pinned) != (tokens[b].token == pinned))
+      return tokens[a].token == pinned;
     if (tokens[a].refreshed_ms != tokens[b].refreshed_ms)
       return tokens[a].refreshed_ms > tokens[b].refreshed_ms;
     return a > b;
@@ -434,10 +438,11 @@ class StoreSession {
     return fresh;
   }
 
-  // Writes `tokens` (oldest dropped beyond max_tokens) as the new file.
-  Status write(std::vector<StoredToken> tokens) {
+  // Writes `tokens` (oldest but `pinned` dropped beyond max_tokens) as the
+  // new file.
+  Status write(std::vector<StoredToken> tokens, std::string_view pinned = {}) {
     if (options_.max_tokens > 0 && tokens.size() > options_.max_tokens) {
-      std::vector<bool> kept = newest(tokens, options_.max_tokens);
+      std::vector<bool> kept = newest(tokens, options_.max_tokens, pinned);
       std::vector<StoredToken> newest_tokens;
       for (size_t i = 0; i < tokens.size(); i++)
         if (kept[i]) newest_tokens.push_back(std::move(tokens[i]));
@@ -514,7 +519,7 @@ Status TokenStore::add(std::string_view token) {
       it->refreshed_ms = now_ms;
     else
       tokens.push_back(StoredToken{std::string(token), now_ms});
-    return session.write(std::move(tokens));
+    return session.write(std::move(tokens), token);
   });
 }
 
