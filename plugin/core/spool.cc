@@ -33,6 +33,8 @@ Event make_event(cmn_log_level level, std::string name, std::string message) {
 }
 
 constexpr char kStateName[] = "journal";
+// Mail uids must reach incoming/ and stat <dir>/full, nothing more.
+constexpr mode_t kRootSpoolMode = 0711;
 constexpr size_t kReadChunk = 1024 * 1024;
 constexpr size_t kFlushRequestMax = 4096;
 constexpr size_t kBatchBytes = 4 * 1024 * 1024;  // ingest commits at least this often
@@ -203,7 +205,7 @@ class SpoolImpl final : public Spool {
 
   Status init() {
     const bool root = ::geteuid() == 0;
-    Status st = ensure_directory(options_.dir, root ? 0711 : 0700, events_);
+    Status st = ensure_directory(options_.dir, root ? kRootSpoolMode : 0700, events_);
     if (st.ok()) st = ensure_directory(incoming_, root ? 01733 : 0700, events_);
     for (const std::string* dir : {&state_dir_, &quarantine_, &control_})
       if (st.ok()) st = ensure_directory(*dir, 0700, events_);
@@ -770,6 +772,9 @@ SenderLock::~SenderLock() { ::close(fd_); }
 
 Status SenderLock::acquire(const std::string& dir, int stop_fd, std::unique_ptr<SenderLock>* out) {
   const std::string path = dir + "/sender.lock";
+  // The first sender on a fresh system comes before Spool::open() made it.
+  if (::mkdir(dir.c_str(), ::geteuid() == 0 ? kRootSpoolMode : 0700) != 0 && errno != EEXIST)
+    return Status::errno_error("cannot create spool directory " + dir, errno);
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!fd.valid()) return Status::errno_error("cannot open " + path, errno);
   // Watch first, then try: a holder that lets go in between still wakes us.
