@@ -1,11 +1,14 @@
 #include "sender.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -44,6 +47,7 @@ constexpr auto kStatusInterval = std::chrono::seconds(1);
 // A 410 must not hold up sending for long when the user's store is busy;
 // the token is removed at its next 410 then.
 constexpr int64_t kTokenStoreLockTimeoutMs = 1000;
+constexpr int kRestartDelayMs = 10000;
 
 struct Counters {
   std::atomic<uint64_t> enqueued{0}, sent{0}, gone{0}, retried{0}, dropped{0}, coalesced{0},
@@ -464,25 +468,34 @@ class ThreadedSender final : public Sender {
   }
 
   void run() {
-    Status st;
-    try {
-      SendLoop loop(config_, *clock_, events_, counters_, stop_fd_);
-      st = loop.run();
-    } catch (const std::exception& e) {
-      st = Status::error(std::string("internal error: ") + e.what());
-    } catch (...) {
-      st = Status::error("internal error");
-    }
-    if (!st.ok()) {
+    // A failure (spool unreadable, out of memory) must not end sending for
+    // good while the host process lives on: start over after a pause.
+    for (;;) {
+      Status st = run_once();
+      if (st.ok()) break;
       Event e;
       e.level = CMN_LOG_ERROR;
       e.name = "chatmail_notify_sender_failed";
-      e.message = "the sender stopped: " + st.message();
+      e.message = "the sender stopped: " + st.message() + " (starting again in " +
+                  std::to_string(kRestartDelayMs / 1000) + " s)";
       events_.emit(std::move(e));
+      pollfd stop{stop_fd_, POLLIN, 0};
+      if (poll(&stop, 1, kRestartDelayMs) != 0) break;
     }
     std::lock_guard<std::mutex> lock(mutex_);
     finished_ = true;
     finished_cv_.notify_all();
+  }
+
+  Status run_once() {
+    try {
+      SendLoop loop(config_, *clock_, events_, counters_, stop_fd_);
+      return loop.run();
+    } catch (const std::exception& e) {
+      return Status::error(std::string("internal error: ") + e.what());
+    } catch (...) {
+      return Status::error("internal error");
+    }
   }
 
   const SenderConfig config_;
@@ -503,6 +516,11 @@ Status Sender::start(const SenderConfig& config, std::unique_ptr<Clock> clock,
                      std::unique_ptr<Sender>* out) {
   Status st = config.validate();
   if (!st.ok()) return st;
+  struct stat dir;
+  if (::stat(config.spool_dir.c_str(), &dir) != 0)
+    return Status::errno_error("chatmail_notify_spool_dir " + config.spool_dir, errno);
+  if (!S_ISDIR(dir.st_mode))
+    return Status::error("chatmail_notify_spool_dir " + config.spool_dir + " is not a directory");
   if (!clock) clock = std::make_unique<SystemClock>();
   auto sender = std::make_unique<ThreadedSender>(config, std::move(clock));
   if (!(st = sender->start()).ok()) return st;

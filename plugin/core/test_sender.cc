@@ -329,6 +329,11 @@ void bad_settings_are_refused_by_name(void**) {
   c.timeout_ms = 0;
   assert_false(Sender::start(c, nullptr, &sender).ok());
   assert_null(sender.get());
+  c = SenderConfig();
+  c.spool_dir = "/nonexistent/chatmail-notify-spool";
+  st = Sender::start(c, nullptr, &sender);
+  assert_true(st.message().find("chatmail_notify_spool_dir /nonexistent") != std::string::npos);
+  assert_null(sender.get());
 }
 
 }  // namespace
