@@ -147,6 +147,11 @@ void parse_document(const std::string& text, int64_t now_ms, Document* doc) {
     doc->state = FileState::kBad;
     doc->bad_reason = "not valid JSON (error at byte " + std::to_string(e.byte) + ")";
     return;
+  } catch (const Json::exception& e) {
+    // Such as a number beyond the range of a double (out_of_range 406).
+    doc->state = FileState::kBad;
+    doc->bad_reason = "not usable JSON (error " + std::to_string(e.id) + ")";
+    return;
   }
   if (too_deep) {
     doc->state = FileState::kBad;
