@@ -20,8 +20,8 @@ import harness  # noqa: E402
 
 USERS = [f"cmnbench{i:02d}" for i in range(int(os.environ.get("BENCH_LMTP_USERS", "50")))]
 PAIRS = int(os.environ.get("BENCH_LMTP_PAIRS", "4"))
-DELIVERIES_PER_RUN = int(os.environ.get("BENCH_LMTP_DELIVERIES", "600"))
-CONNECTIONS = int(os.environ.get("BENCH_LMTP_CONNECTIONS", "2"))
+DELIVERIES_PER_RUN = int(os.environ.get("BENCH_LMTP_DELIVERIES", "1000"))
+CONNECTIONS = int(os.environ.get("BENCH_LMTP_CONNECTIONS", "4"))
 LATENCY_DELIVERIES = int(os.environ.get("BENCH_LATENCY_DELIVERIES", "1000"))
 TOKENS_PER_USER = 2
 DRAIN_TIMEOUT = 120

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@
 #define TOKEN_RAW_BYTES 624
 #define TOKEN_LEN (8 + 4 * TOKEN_RAW_BYTES / 3)
 #define TOKENS_PER_MESSAGE 2
-#define SEND_TIMEOUT_MS (600 * 1000)
+/* Bounds every wait: far beyond what a working sender needs (>= 200/s). */
+#define SEND_TIMEOUT_MS(n) (30000.0 + 5.0 * (double)(n))
 
 static int64_t mono_ms(void) {
 	struct timespec ts;
@@ -107,9 +109,20 @@ struct load {
 	uint64_t messages;
 };
 
+/* The spool's folders as the package lays them out (the writer creates
+ * none: it runs with the privileges of a delivery). */
+static void make_spool_dirs(const char *spool) {
+	char incoming[4096];
+	snprintf(incoming, sizeof(incoming), "%s/incoming", spool);
+	if ((mkdir(spool, 0711) < 0 && errno != EEXIST) ||
+	    (mkdir(incoming, 01733) < 0 && errno != EEXIST) || chmod(incoming, 01733) < 0)
+		die(spool, strdup(strerror(errno)));
+}
+
 static void load_open(struct load *l, const char *spool, const char *tokens_file, int durable) {
 	char *err = NULL;
 	memset(l, 0, sizeof(*l));
+	make_spool_dirs(spool);
 	l->writer = cmn_spool_writer_create(spool, durable, &err);
 	if (l->writer == NULL)
 		die("cmn_spool_writer_create", err);
@@ -230,7 +243,7 @@ static int cmd_send(const char *spool, uint64_t n, const char *url, const char *
 			sent_ms = now - t0;
 			break;
 		}
-		if (now - t0 > SEND_TIMEOUT_MS)
+		if (now - t0 > SEND_TIMEOUT_MS(n))
 			break;
 		pause_ms(1);
 	}
@@ -319,7 +332,7 @@ static int cmd_storm(const char *spool, const char *url, const char *control_bas
 			drained_ms = now - recover_at;
 			break;
 		}
-		if (now > load_end + SEND_TIMEOUT_MS)
+		if (now > load_end + SEND_TIMEOUT_MS(l.messages * TOKENS_PER_MESSAGE))
 			break;
 		pause_ms(now < load_end ? 1 : 5);
 	}
