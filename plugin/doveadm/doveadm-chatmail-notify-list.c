@@ -78,10 +78,8 @@ static void cmd_chatmail_notify_list(struct doveadm_cmd_context *cctx)
 	const char *spool_dir = doveadm_chatmail_notify_spool_dir();
 	const char *user = NULL, *addr = NULL;
 	struct item_collector collector;
-	const struct listed_item *item;
 	cmn_spool_status_t status;
 	char *error = NULL;
-	int64_t now_ms;
 
 	if (doveadm_cmd_param_str(cctx, "user", &user) &&
 	    !doveadm_chatmail_notify_user_lookup(user, &addr))
@@ -99,9 +97,11 @@ static void cmd_chatmail_notify_list(struct doveadm_cmd_context *cctx)
 			spool_dir, error);
 		cmn_free(error);
 	} else {
+		int64_t now_ms = doveadm_chatmail_notify_now_ms();
+		const struct listed_item *item;
+
 		array_sort(&collector.items, listed_item_cmp_due);
 		print_headers();
-		now_ms = doveadm_chatmail_notify_now_ms();
 		array_foreach(&collector.items, item)
 			print_item(item, now_ms);
 	}

@@ -91,7 +91,7 @@ bool doveadm_chatmail_notify_dovecot_running(const char **pid_file_r)
 	if (len <= 0)
 		return FALSE;
 	buf[len] = '\0';
-	if (len > 0 && buf[len - 1] == '\n')
+	if (buf[len - 1] == '\n')
 		buf[len - 1] = '\0';
 	if (str_to_pid(buf, &pid) < 0 || pid <= 0)
 		return FALSE;
