@@ -13,6 +13,7 @@
 #include "mail-deliver.h"
 #include "chatmail-notify-plugin.h"
 #include "chatmail-notify-log.h"
+#include "chatmail-notify-spool-writer.h"
 #include "chatmail-notify-deliver.h"
 
 /* libdovecot-lda is in lmtp and dovecot-lda only: imap and doveadm load
@@ -28,38 +29,6 @@ struct delivery_tokens {
 
 static deliver_mail_func_t *next_deliver_mail;
 static bool deliver_hook_installed;
-
-/* One per process: it keeps a journal per effective uid open. */
-static cmn_spool_writer_t *spool_writer;
-static char *spool_writer_dir;
-static bool spool_writer_durable;
-
-static cmn_spool_writer_t *spool_writer_get(const struct chatmail_notify_user_settings *set,
-					    const char **error_r)
-{
-	char *error = NULL;
-
-	if (spool_writer != NULL &&
-	    (strcmp(spool_writer_dir, set->spool_dir) != 0 ||
-	     spool_writer_durable != set->durable)) {
-		/* each enqueue is complete on return: switching loses nothing */
-		cmn_spool_writer_destroy(spool_writer);
-		spool_writer = NULL;
-		i_free(spool_writer_dir);
-	}
-	if (spool_writer == NULL) {
-		spool_writer = cmn_spool_writer_create(set->spool_dir,
-						       set->durable ? 1 : 0, &error);
-		if (spool_writer == NULL) {
-			*error_r = t_strdup(error == NULL ? "cannot create spool writer" : error);
-			cmn_free(error);
-			return NULL;
-		}
-		spool_writer_dir = i_strdup(set->spool_dir);
-		spool_writer_durable = set->durable;
-	}
-	return spool_writer;
-}
 
 static void delivery_token_add(void *ctx, const char *token, size_t len,
 			       int64_t refreshed_ms ATTR_UNUSED)
@@ -112,7 +81,7 @@ static void delivery_enqueue(struct mail_user *user,
 		e_debug(event, "no device token registered");
 		return;
 	}
-	if ((writer = spool_writer_get(&nuser->set, &reason)) == NULL) {
+	if ((writer = chatmail_notify_spool_writer_get(&nuser->set, &reason)) == NULL) {
 		enqueue_failed(event, reason);
 		return;
 	}
@@ -222,9 +191,5 @@ void chatmail_notify_deliver_deinit(void)
 		mail_deliver_hook_set(next_deliver_mail);
 		deliver_hook_installed = FALSE;
 	}
-	if (spool_writer != NULL) {
-		cmn_spool_writer_destroy(spool_writer);
-		spool_writer = NULL;
-		i_free(spool_writer_dir);
-	}
+	chatmail_notify_spool_writer_deinit();
 }
