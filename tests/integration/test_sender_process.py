@@ -1,6 +1,7 @@
 """The sender service as a process: killed with items in flight, and fed by
 many lmtp processes at once."""
 import os
+import re
 import signal
 import threading
 import unittest
@@ -56,6 +57,10 @@ class ConcurrentLmtpTest(DovecotTestCase):
         self.assertEqual(len(results), len(self.users), "a delivery thread did not finish")
         for user, res in results.items():
             self.assertEqual([r[0] for r in res.values()], [250], f"{user}: {res}")
+
+        # lmtp serves one connection per process (client_limit = 1).
+        lmtp_pids = set(re.findall(r"lmtp\((\d+)\): Info: Connect from", self.dovecot.log()))
+        self.assertGreater(len(lmtp_pids), 1, "the deliveries did not run concurrently")
 
         tokens = [f"conc-token-{u}" for u in self.users]
         self.gateway.wait_answered(tokens, timeout=30)
