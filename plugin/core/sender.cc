@@ -516,11 +516,16 @@ Status Sender::start(const SenderConfig& config, std::unique_ptr<Clock> clock,
                      std::unique_ptr<Sender>* out) {
   Status st = config.validate();
   if (!st.ok()) return st;
+  // A missing spool folder is made at the first start (SenderLock), but
+  // only inside a folder that exists: anything else is a setting to fix.
   struct stat dir;
-  if (::stat(config.spool_dir.c_str(), &dir) != 0)
+  const std::string parent = config.spool_dir.substr(0, std::max<size_t>(1, config.spool_dir.rfind('/')));
+  if (::stat(config.spool_dir.c_str(), &dir) == 0) {
+    if (!S_ISDIR(dir.st_mode))
+      return Status::error("chatmail_notify_spool_dir " + config.spool_dir + " is not a directory");
+  } else if (errno != ENOENT || ::stat(parent.c_str(), &dir) != 0) {
     return Status::errno_error("chatmail_notify_spool_dir " + config.spool_dir, errno);
-  if (!S_ISDIR(dir.st_mode))
-    return Status::error("chatmail_notify_spool_dir " + config.spool_dir + " is not a directory");
+  }
   if (!clock) clock = std::make_unique<SystemClock>();
   auto sender = std::make_unique<ThreadedSender>(config, std::move(clock));
   if (!(st = sender->start()).ok()) return st;

@@ -306,6 +306,14 @@ void pushes_for_one_token_coalesce_during_an_outage(void**) {
   assert_true(w.spool_items().empty());
 }
 
+void a_missing_spool_folder_is_made_at_the_first_start(void**) {
+  World w;
+  assert_int_equal(::rmdir(w.spool_dir.c_str()), 0);
+  w.start();  // waits for the sender's status in the new folder
+  w.enqueue("ivan@example.org", {"fresh-i"});
+  assert_waited(w.wait_stat(&cmn_sender_stats_t::sent, 1));
+}
+
 void bad_settings_are_refused_by_name(void**) {
   SenderConfig c;
   c.backoff_base_ms = 1000;
@@ -348,6 +356,7 @@ int main() {
       cmocka_unit_test(stop_while_waiting_for_the_lock),
       cmocka_unit_test(items_survive_a_restart_with_their_attempt),
       cmocka_unit_test(pushes_for_one_token_coalesce_during_an_outage),
+      cmocka_unit_test(a_missing_spool_folder_is_made_at_the_first_start),
       cmocka_unit_test(bad_settings_are_refused_by_name),
   };
   return cmocka_run_group_tests(tests, setup_group, teardown_group);
