@@ -53,6 +53,7 @@ class Record {
     return entry;
   }
   end(entry) {
+    entry.closed_ms = Date.now();
     const c = this.perConnection.get(entry.connection);
     if (c && c.open > 0) c.open--;
   }
@@ -82,6 +83,8 @@ function scriptedAnswer(token, record) {
   }
   if (token.startsWith('hang-')) return { hang: true };
   if (token.startsWith('redirect-')) return { status: 302, headers: { location: 'http://127.0.0.1:1/elsewhere' } };
+  if (token.startsWith('huge-')) return { status: 200, headers: {}, body: 'huge' };
+  if (token.startsWith('slow-')) return { status: 200, headers: {}, body: 'slow' };
   return { status: 200, headers: {} };
 }
 
@@ -97,6 +100,34 @@ function readBody(req, limit) {
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+// Bodies a gateway should never send. 'huge': 64 MiB as fast as the client
+// takes them; 'slow': one byte every 200 ms, never ending. entry.body_bytes
+// counts what was written before the client gave up (closed the stream).
+const kHugeBody = 64 * 1024 * 1024;
+function streamBody(res, kind, entry) {
+  entry.body_bytes = 0;
+  res.writeHead(entry.status, { 'content-type': 'application/octet-stream' });
+  if (kind === 'slow') {
+    const timer = setInterval(() => {
+      if (res.destroyed || res.writableEnded) return clearInterval(timer);
+      res.write('x');
+      entry.body_bytes += 1;
+    }, 200);
+    res.on('close', () => clearInterval(timer));
+    return;
+  }
+  const chunk = Buffer.alloc(64 * 1024, 0x78);
+  const pump = () => {
+    while (!res.destroyed && entry.body_bytes < kHugeBody) {
+      entry.body_bytes += chunk.length;
+      if (!res.write(chunk)) return res.once('drain', pump);
+    }
+    if (!res.destroyed) res.end();
+  };
+  res.on('error', () => {});
+  pump();
 }
 
 function sendJson(res, status, value) {
@@ -126,16 +157,20 @@ function main() {
   const sockets = new Set();
   const logStream = opts.log ? fs.createWriteStream(opts.log, { flags: 'a' }) : null;
 
+  // A client killed mid-request (kill -9) takes its HTTP/2 session with it:
+  // the session may be gone by the time the body has been read.
   const connectionOf = (req) => {
-    const socket = req.httpVersion === '2.0' ? req.stream.session.socket : req.socket;
-    return socket.cmnConnectionId;
+    const session = req.stream && req.stream.session;
+    const socket = req.httpVersion === '2.0' ? session && session.socket : req.socket;
+    return socket ? socket.cmnConnectionId : null;
   };
   const dropConnection = (req) => {
-    if (req.httpVersion === '2.0') req.stream.session.destroy();
+    if (req.httpVersion === '2.0') { if (req.stream.session) req.stream.session.destroy(); }
     else req.socket.destroy();
   };
 
   async function handleNotify(req, res) {
+    const connection = connectionOf(req);
     let body;
     try {
       body = await readBody(req, 64 * 1024);
@@ -143,7 +178,7 @@ function main() {
       return;
     }
     const token = body.toString('latin1');
-    const entry = record.begin(token, req.httpVersion, connectionOf(req));
+    const entry = record.begin(token, req.httpVersion, connection);
     if (logStream) logStream.write(JSON.stringify({ token, time_ms: entry.time_ms,
       http_version: entry.http_version, connection: entry.connection }) + '\n');
     res.on('close', () => record.end(entry));
@@ -163,6 +198,7 @@ function main() {
     const respond = () => {
       if (res.writableEnded || res.destroyed) return;
       entry.status = answer.status;
+      if (answer.body) return streamBody(res, answer.body, entry);
       res.writeHead(answer.status, { ...answer.headers, 'content-length': 0 });
       res.end();
     };

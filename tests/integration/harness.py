@@ -147,7 +147,9 @@ class FakeGateway:
         port_file = self.dir / "port"
         with contextlib.suppress(FileNotFoundError):
             port_file.unlink()
-        cmd = ["node", str(GATEWAY_JS), "--tls", "--host", "127.0.0.1", "--port", "0",
+        # A restart (stop, start) listens on the same port: the URL stays valid.
+        cmd = ["node", str(GATEWAY_JS), "--tls", "--host", "127.0.0.1",
+               "--port", str(self.port or 0),
                "--cert", str(self.dir / "cert.pem"), "--key", str(self.dir / "key.pem"),
                "--port-file", str(port_file), "--log", str(self.dir / "requests.jsonl")]
         if self.http1_only:
@@ -703,6 +705,7 @@ class DovecotTestCase(unittest.TestCase):
     settings = {}
     extra_conf = ""
     requires = (PLUGIN_SO, SENDER_BIN, SPOOL_TOOL)
+    gateway_delay_ms = 0
 
     def setUp(self):
         reason = built(*self.requires)
@@ -710,7 +713,7 @@ class DovecotTestCase(unittest.TestCase):
             self.skipTest(reason)
         self.workdir = make_workdir("cmn-it-")
         self.addCleanup(self._remove_workdir)
-        self.gateway = FakeGateway(self.workdir)
+        self.gateway = FakeGateway(self.workdir, delay_ms=self.gateway_delay_ms)
         self.gateway.start()
         self.addCleanup(self.gateway.stop)
         self.dovecot = PrivateDovecot(gateway=self.gateway, privilege=self.privilege,
@@ -748,6 +751,16 @@ class DovecotTestCase(unittest.TestCase):
         results = self.dovecot.lmtp_deliver(user, **kw)
         self.assertEqual([r[0] for r in results.values()], [250],
                          f"LMTP delivery to {user}: {results}")
+
+    def report_figures(self, **figures):
+        """Prints what the test measured (one `FIGURES <test> <json>` line)
+        and appends it to $CMN_FIGURES_FILE when set (RELIABILITY.md's tables)."""
+        line = json.dumps({"test": self.id(), **figures}, sort_keys=False)
+        print(f"\nFIGURES {line}", flush=True)
+        (self.workdir / "figures.json").write_text(line + "\n")
+        if os.environ.get("CMN_FIGURES_FILE"):
+            with open(os.environ["CMN_FIGURES_FILE"], "a") as f:
+                f.write(line + "\n")
 
     def assertNoErrors(self, since=0):
         self.assertEqual(self.dovecot.errors(since), [], "errors in Dovecot's log")
