@@ -167,10 +167,16 @@ Status ensure_directory(const std::string& path, mode_t mode, EventSink& events)
   return Status();
 }
 
+// What the spool keeps in memory of an item: where its record is and what
+// changed since. Address, key and token are read back from the record
+// (a few dozen bytes per item, for 100,000 items within the budget).
 struct LiveItem {
-  PendingItem item;
   uint64_t offset = 0;  // of its ITEM record in the state journal
   uint32_t size = 0;
+  uint32_t attempt = 0;
+  int64_t start_ms = 0;
+  int64_t due_ms = 0;
+  uid_t owner_uid = 0;
 };
 
 PendingItem pending_from(const SpoolRecord& rec, uint64_t id, uid_t owner) {
@@ -234,7 +240,27 @@ class SpoolImpl final : public Spool {
     if (!st.ok()) return st;
     live->clear();
     live->reserve(live_.size());
-    for (const auto& [id, entry] : live_) live->push_back(entry.item);
+    // One more streaming pass over the journal fills in what is not kept
+    // in memory (address, key).
+    RecordReader reader(state_fd_.get(), 0);
+    SpoolRecord rec;
+    std::string error;
+    for (;;) {
+      RecordReader::Next next = reader.next(&rec, &error);
+      if (next == RecordReader::Next::kCorrupt && reader.resync()) continue;
+      if (next == RecordReader::Next::kIoError) return Status::error("state journal: " + error);
+      if (next != RecordReader::Next::kRecord) break;
+      if (rec.type != RecordType::kItem) continue;
+      auto it = live_.find(rec.id);
+      if (it == live_.end() || it->second.offset != reader.record_offset()) continue;
+      PendingItem item = pending_from(rec, rec.id, it->second.owner_uid);
+      item.attempt = it->second.attempt;
+      item.start_ms = it->second.start_ms;
+      item.due_ms = it->second.due_ms;
+      live->push_back(std::move(item));
+    }
+    if (live->size() != live_.size())
+      return Status::error("state journal changed while it was recovered");
     std::sort(live->begin(), live->end(),
               [](const PendingItem& a, const PendingItem& b) { return a.id < b.id; });
     Event done = make_event(CMN_LOG_INFO, "chatmail_notify_recovered",
@@ -252,17 +278,9 @@ class SpoolImpl final : public Spool {
   Status payload(uint64_t id, ItemPayload* out) override {
     auto it = live_.find(id);
     if (it == live_.end()) return Status::error("spool item " + std::to_string(id) + " is unknown");
-    std::string buf(it->second.size, '\0');
-    ssize_t n;
-    do {
-      n = ::pread(state_fd_.get(), buf.data(), buf.size(), off_t(it->second.offset));
-    } while (n < 0 && errno == EINTR);
-    if (n != ssize_t(buf.size())) return Status::errno_error("cannot read state journal", n < 0 ? errno : EIO);
     SpoolRecord rec;
-    size_t size = 0;
-    std::string error;
-    if (decode_record(buf, &rec, &size, &error) != DecodeResult::kOk || rec.type != RecordType::kItem)
-      return Status::error("state journal record of item " + std::to_string(id) + " is unreadable: " + error);
+    Status st = read_item(id, it->second, &rec);
+    if (!st.ok()) return st;
     out->addr = std::move(rec.addr);
     out->store_path = std::move(rec.store_path);
     out->token = std::move(rec.token);
@@ -272,7 +290,7 @@ class SpoolImpl final : public Spool {
   Status reschedule(const PendingItem& item) override {
     auto it = live_.find(item.id);
     if (it == live_.end()) return Status::error("spool item " + std::to_string(item.id) + " is unknown");
-    PendingItem& kept = it->second.item;
+    LiveItem& kept = it->second;
     kept.attempt = item.attempt;
     kept.due_ms = item.due_ms;
     kept.start_ms = item.start_ms;
@@ -382,27 +400,40 @@ class SpoolImpl final : public Spool {
     warn("quarantined " + from + " as " + to + ": " + why, kQuarantinedEvent);
   }
 
-  void add_live(const PendingItem& item, uint64_t offset, uint32_t size) {
-    LiveItem& entry = live_[item.id];
+  void add_live(uint64_t id, const LiveItem& item) {
+    LiveItem& entry = live_[id];
     if (entry.size > 0) live_bytes_ -= entry.size;
-    entry.item = item;
-    entry.offset = offset;
-    entry.size = size;
-    live_bytes_ += size;
-    next_id_ = std::max(next_id_, item.id + 1);
+    entry = item;
+    live_bytes_ += item.size;
+    next_id_ = std::max(next_id_, id + 1);
+  }
+
+  Status read_item(uint64_t id, const LiveItem& entry, SpoolRecord* rec) {
+    std::string buf(entry.size, '\0');
+    ssize_t n;
+    do {
+      n = ::pread(state_fd_.get(), buf.data(), buf.size(), off_t(entry.offset));
+    } while (n < 0 && errno == EINTR);
+    if (n != ssize_t(buf.size())) return Status::errno_error("cannot read state journal", n < 0 ? errno : EIO);
+    size_t size = 0;
+    std::string error;
+    if (decode_record(buf, rec, &size, &error) != DecodeResult::kOk || rec->type != RecordType::kItem)
+      return Status::error("state journal record of item " + std::to_string(id) + " is unreadable: " + error);
+    return Status();
   }
 
   void apply(const SpoolRecord& rec, const RecordReader& reader) {
     switch (rec.type) {
       case RecordType::kItem:
-        add_live(pending_from(rec, rec.id, rec.owner_uid), reader.record_offset(), reader.record_size());
+        add_live(rec.id, LiveItem{reader.record_offset(), reader.record_size(), rec.attempt, rec.start_ms,
+                                  rec.due_ms, uid_t(rec.owner_uid)});
         break;
       case RecordType::kUpdate: {
         auto it = live_.find(rec.id);
         if (it == live_.end()) break;
-        it->second.item.attempt = rec.attempt;
-        it->second.item.due_ms = rec.due_ms;
-        it->second.item.start_ms = rec.start_ms;
+        it->second.attempt = rec.attempt;
+        it->second.due_ms = rec.due_ms;
+        it->second.start_ms = rec.start_ms;
         break;
       }
       case RecordType::kDone: {
@@ -501,7 +532,8 @@ class SpoolImpl final : public Spool {
     Status st = commit(batch->bytes);
     if (!st.ok()) return st;
     for (const Batch::Added& a : batch->added) {
-      add_live(a.item, base + a.at, uint32_t(a.size));
+      const PendingItem& p = a.item;
+      add_live(p.id, LiveItem{base + a.at, uint32_t(a.size), p.attempt, p.start_ms, p.due_ms, p.owner_uid});
       fresh->push_back(a.item);
     }
     for (const auto& [name, offset] : batch->advanced) cursors_[name] = offset;
@@ -673,20 +705,15 @@ class SpoolImpl final : public Spool {
       return why;
     };
     for (uint64_t id : ids) {
-      ItemPayload payload_of;
-      st = payload(id, &payload_of);
-      if (!st.ok()) return fail(st);
-      const PendingItem& item = live_[id].item;
+      const LiveItem& item = live_[id];
       SpoolRecord rec;
-      rec.type = RecordType::kItem;
+      st = read_item(id, item, &rec);
+      if (!st.ok()) return fail(st);
       rec.id = id;
       rec.owner_uid = item.owner_uid;
       rec.attempt = item.attempt;
       rec.start_ms = item.start_ms;
       rec.due_ms = item.due_ms;
-      rec.addr = std::move(payload_of.addr);
-      rec.store_path = std::move(payload_of.store_path);
-      rec.token = std::move(payload_of.token);
       const size_t at = buf.size();
       encode_record(rec, &buf);
       placed[id] = {written + at, uint32_t(buf.size() - at)};
