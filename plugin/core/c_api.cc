@@ -279,11 +279,17 @@ void cmn_sender_get_stats(cmn_sender_t* sender, cmn_sender_stats_t* out) noexcep
 }
 
 int cmn_sender_stop(cmn_sender_t* sender, int64_t timeout_ms) noexcept {
+  return cmn_sender_stop_and_drain(sender, timeout_ms, nullptr, nullptr);
+}
+
+int cmn_sender_stop_and_drain(cmn_sender_t* sender, int64_t timeout_ms, cmn_event_func* cb,
+                              void* ctx) noexcept {
   bool in_time = false;
   try {
     in_time = sender->sender->stop(timeout_ms);
   } catch (...) {
   }
+  if (cb != nullptr) cmn_sender_drain_events(sender, cb, ctx);
   delete sender;
   return in_time ? 0 : -1;
 }

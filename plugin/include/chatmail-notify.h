@@ -164,6 +164,10 @@ void cmn_sender_get_stats(cmn_sender_t *sender, cmn_sender_stats_t *out) CMN_NOE
  * flight (they stay in the spool). Frees the sender. Returns 0 when all
  * threads were joined in time, -1 otherwise (they are still joined). */
 int cmn_sender_stop(cmn_sender_t *sender, int64_t timeout_ms) CMN_NOEXCEPT;
+/* The same, and before the sender is freed, hands `cb` the records its
+ * threads emitted while stopping (results of the last requests). */
+int cmn_sender_stop_and_drain(cmn_sender_t *sender, int64_t timeout_ms,
+                              cmn_event_func *cb, void *ctx) CMN_NOEXCEPT;
 
 /* ---- spool inspection (doveadm) ------------------------------------- */
 

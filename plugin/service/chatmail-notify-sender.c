@@ -109,9 +109,10 @@ static void sender_stop(struct sender_service *service)
 	if (service->sender == NULL)
 		return;
 	io_remove(&service->io_events);
-	/* its threads are joined: the last records are still to be logged */
-	sender_events_drain(service);
-	if (cmn_sender_stop(service->sender, SENDER_STOP_TIMEOUT_MS) < 0) {
+	/* the records of the last requests are logged after the threads end */
+	if (cmn_sender_stop_and_drain(service->sender, SENDER_STOP_TIMEOUT_MS,
+				      chatmail_notify_log_record_func,
+				      service->event) < 0) {
 		e_warning(service->event, "sender threads were not done within %d ms",
 			  SENDER_STOP_TIMEOUT_MS);
 	}
