@@ -297,6 +297,7 @@ static int cmd_storm(const char *spool, const char *url, const char *control_bas
 	struct event_counts ev = {0};
 	struct load l;
 	cmn_sender_stats_t s;
+	make_spool_dirs(spool);
 	cmn_sender_t *sender = start_sender(spool, url, ca);
 	load_open(&l, spool, tokens_file, 1); /* like real deliveries */
 	const double msg_interval_ms = 1000.0 * TOKENS_PER_MESSAGE / rate;
