@@ -390,9 +390,12 @@ class SpoolImpl final : public Spool {
   void quarantine(const std::string& dir, const std::string& name, const std::string& why) {
     const std::string from = dir + "/" + name;
     std::string to = quarantine_ + "/" + name;
-    for (int i = 1; ::access(to.c_str(), F_OK) == 0 || errno != ENOENT; i++)
+    int moved;
+    for (int i = 1; (moved = ::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE)) != 0 &&
+                    errno == EEXIST;
+         i++)
       to = quarantine_ + "/" + name + "." + std::to_string(i);
-    if (::rename(from.c_str(), to.c_str()) != 0) {
+    if (moved != 0) {
       if (errno != ENOENT && unmovable_.insert(from).second)
         warn("cannot quarantine " + from + " (" + why + "): " + std::strerror(errno), kQuarantinedEvent);
       return;
@@ -449,7 +452,18 @@ class SpoolImpl final : public Spool {
     }
   }
 
+  // A compaction that was cut short leaves its temporary file behind.
+  void remove_state_leftovers() {
+    Status st;
+    for (const std::string& name : list_directory(state_dir_, &st)) {
+      if (!name.starts_with(kTmpPrefix)) continue;
+      if (::unlink((state_dir_ + "/" + name).c_str()) == 0)
+        warn("removed leftover temporary file " + state_dir_ + "/" + name + " of an interrupted compaction");
+    }
+  }
+
   Status replay_state() {
+    remove_state_leftovers();
     const std::string path = state_dir_ + "/" + kStateName;
     RecordReader reader(state_fd_.get(), 0);
     SpoolRecord rec;

@@ -209,11 +209,13 @@ void leftover_tmp_of_a_gone_writer_is_removed(void**) {
   write_file(f.incoming(".tmp-0.1.2.4.journal"), "");
   UniqueFd busy(open(f.incoming(".tmp-0.9.9.9.journal").c_str(), O_CREAT | O_RDWR, 0600));
   assert_int_equal(flock(busy.get(), LOCK_EX), 0);
+  write_file(f.tmp.file("state/.tmp-journal.abcd"), "an interrupted compaction");
   f.restart();
   std::vector<std::string> left = f.names("incoming");
   assert_int_equal(left.size(), 1);
   assert_string_equal(left[0].c_str(), ".tmp-0.9.9.9.journal");  // its writer is alive
-  assert_int_equal(f.events.count_level(CMN_LOG_WARNING), 2);
+  assert_int_equal(f.names("state").size(), 1);
+  assert_int_equal(f.events.count_level(CMN_LOG_WARNING), 3);
   assert_true(f.events.contains("leftover temporary file"));
   assert_int_equal(f.names("quarantine").size(), 0);
 }
