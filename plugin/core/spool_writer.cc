@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <vector>
 
 #include "spool_files.h"
 #include "spool_record.h"
@@ -82,6 +84,7 @@ Status SpoolWriter::enqueue(std::string_view addr, std::string_view token_store_
 
   const uid_t uid = ::geteuid();
   std::string records;
+  std::vector<size_t> record_ends;
   for (std::string_view token : tokens) {
     SpoolRecord rec;
     rec.type = RecordType::kItem;
@@ -94,6 +97,7 @@ Status SpoolWriter::enqueue(std::string_view addr, std::string_view token_store_
     if (!encode_record(rec, &records))
       return Status::error("spool item too large (address, token store path or token over " +
                            std::to_string(kRecordFieldMax) + " bytes)");
+    record_ends.push_back(records.size());
   }
 
   std::unique_ptr<Journal>& journal = journals_[uid];
@@ -109,13 +113,20 @@ Status SpoolWriter::enqueue(std::string_view addr, std::string_view token_store_
     n = ::write(journal->fd.get(), records.data(), records.size());
   } while (n < 0 && errno == EINTR);
   if (n != ssize_t(records.size())) {
-    Status failed = Status::errno_error("cannot append to spool journal", n < 0 ? errno : ENOSPC);
+    const int error = n < 0 ? errno : ENOSPC;
+    if (n <= 0) return Status::errno_error("cannot append to spool journal", error);
     // A partial record must not stay in front of the next message's
-    // records. It is not cut off (the sender may already have read the
-    // whole records before it): the journal is abandoned, and the sender
-    // keeps what precedes the partial record and quarantines the rest.
-    if (n > 0) journal.reset();
-    return failed;
+    // records, nor be left for the sender to quarantine: it is cut off at
+    // the end of the last whole record (which the sender may have read
+    // already, so never before it), and the journal is abandoned.
+    size_t whole = 0, kept = 0;
+    while (kept < record_ends.size() && record_ends[kept] <= size_t(n)) whole = record_ends[kept++];
+    std::string what = "cannot append to spool journal";
+    if (kept > 0) what += " (" + std::to_string(kept) + " of " + std::to_string(tokens.size()) + " items written)";
+    if (::ftruncate(journal->fd.get(), off_t(journal->size + whole)) != 0)
+      what += " (and cannot cut off the partial record: " + std::string(std::strerror(errno)) + ")";
+    journal.reset();
+    return Status::errno_error(what, error);
   }
   journal->size += records.size();
   if (durable_ && ::fdatasync(journal->fd.get()) != 0) {

@@ -189,6 +189,7 @@ void short_write_abandons_the_journal(void**) {
   assert_false(st.ok());
   const std::string first = spool.journal_path();
   assert_false(locked_by_someone(first));  // abandoned
+  assert_int_equal(read_file(first).size(), one);  // without the partial record
 
   assert_true(writer.enqueue("b@example.org", kStore, {token}, kNow).ok());
   assert_int_equal(spool.journals().size(), 2);
