@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -41,13 +42,22 @@ namespace {
 // The loop thread needs little stack: no recursion, buffers on the heap.
 // curl and OpenSSL stay well below this (a TLS handshake uses ~20 KiB).
 constexpr size_t kLoopStackSize = 256 * 1024;
-// More drops than this in one loop turn make one summary line.
+// Drops are logged one by one while they are rare. Once one is logged,
+// those of the next kDropWindowMs are held and logged together at the end
+// of it: as one line each if there are at most kDropsLoggedOneByOne, else as
+// one summary line. (An outage drops whole batches, but a refused connection
+// reports each request in a loop turn of its own.)
 constexpr size_t kDropsLoggedOneByOne = 3;
+constexpr int64_t kDropWindowMs = 1000;
 constexpr auto kStatusInterval = std::chrono::seconds(1);
 // A 410 must not hold up sending for long when the user's store is busy;
 // the token is removed at its next 410 then.
 constexpr int64_t kTokenStoreLockTimeoutMs = 1000;
 constexpr int kRestartDelayMs = 10000;
+// A failed ingest (disk full, I/O error) is tried again after this long even
+// if nothing changes in incoming/ any more: items the delivering side did
+// write must not wait for the next mail.
+constexpr int64_t kIngestRetryMs = 2000;
 
 struct Counters {
   std::atomic<uint64_t> enqueued{0}, sent{0}, gone{0}, retried{0}, dropped{0}, coalesced{0},
@@ -124,6 +134,7 @@ class SendLoop {
     take_flush_requests();
 
     st = loop();
+    report_drops(true);
     // Requests still in flight stay in the spool as they are.
     client_->abort_all();
     inflight_.clear();
@@ -151,16 +162,18 @@ class SendLoop {
 
       if (!(st = client_->wait(&fds, wait_timeout_ms())).ok()) return st;
       if (fds[1].ready) return Status();
-      if (fds[0].ready) {
-        spool_->clear_watch();
+      const int64_t now = clock_.now_ms();  // (a retry time too far ahead: the clock went back)
+      const bool retry_ingest =
+          ingest_retry_ms_ != 0 && (now >= ingest_retry_ms_ || ingest_retry_ms_ - now > kIngestRetryMs);
+      if (fds[0].ready || retry_ingest) {
+        if (fds[0].ready) spool_->clear_watch();
         if (!(st = ingest()).ok()) return st;
         take_flush_requests();
       }
       std::vector<GatewayResult> done;
       if (!(st = client_->perform(&done)).ok()) return st;
-      drops_this_turn_.clear();
       for (const GatewayResult& result : done) handle(result);
-      report_drops();
+      report_drops(false);
     }
   }
 
@@ -169,6 +182,14 @@ class SendLoop {
     if (client_->inflight() < config_.max_inflight) {
       if (auto due = schedule_.next_due_ms())
         timeout = std::max<int64_t>(0, *due - clock_.now_ms());
+    }
+    if (ingest_retry_ms_ != 0) {
+      const int64_t left = std::clamp<int64_t>(ingest_retry_ms_ - clock_.now_ms(), 0, kIngestRetryMs);
+      timeout = timeout < 0 ? left : std::min<int64_t>(timeout, left);
+    }
+    if (!held_drops_.empty()) {
+      const int64_t left = std::clamp<int64_t>(drop_window_end_ms_ - clock_.now_ms(), 0, kDropWindowMs);
+      timeout = timeout < 0 ? left : std::min<int64_t>(timeout, left);
     }
     if (status_dirty_) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -197,10 +218,13 @@ class SendLoop {
     Status st = spool_->ingest(&fresh);
     if (!st.ok()) {
       // Bad input in incoming/ is the spool's to quarantine; an error here
-      // is the file system's, and the next change will try again.
-      log(CMN_LOG_ERROR, "spool ingest failed: " + st.message());
+      // is the file system's: tried again at the next change, or soon.
+      log(CMN_LOG_ERROR, "spool ingest failed (trying again in " + std::to_string(kIngestRetryMs / 1000) +
+                             " s): " + st.message());
+      ingest_retry_ms_ = clock_.now_ms() + kIngestRetryMs;
       return Status();
     }
+    ingest_retry_ms_ = 0;
     counters_.enqueued += fresh.size();
     for (const PendingItem& item : fresh) add(item);
     return Status();
@@ -256,7 +280,7 @@ class SendLoop {
     e.token_hash = hash;
     e.http_status = result.http_status;
     e.attempt = int(f.item.attempt);
-    e.level = result.http_status == 200 ? CMN_LOG_DEBUG : CMN_LOG_INFO;
+    e.level = CMN_LOG_INFO;  // a delivered push is part of the story a grep must tell
     e.message = "push for " + f.item.addr + " (token " + hash + ", attempt " +
                 std::to_string(f.item.attempt + 1) + "): " +
                 (result.http_status > 0 ? "HTTP " + std::to_string(result.http_status)
@@ -280,7 +304,7 @@ class SendLoop {
       } else {
         done(f.item.id);
         counters_.dropped++;
-        drops_this_turn_.push_back({f.item.addr, hash, f.item.attempt});
+        held_drops_.push_back({f.item.addr, hash, f.item.attempt});
       }
     }
   }
@@ -327,10 +351,15 @@ class SendLoop {
     uint32_t attempt;
   };
 
-  void report_drops() {
-    if (drops_this_turn_.empty()) return;
-    if (drops_this_turn_.size() <= kDropsLoggedOneByOne) {
-      for (const Drop& d : drops_this_turn_) {
+  // Logs the held drops unless a window is open (`all`: logs them anyway).
+  void report_drops(bool all) {
+    const int64_t now = clock_.now_ms();
+    // (A window "open" for longer than it lasts: the clock went back.)
+    const bool window_open = now < drop_window_end_ms_ && drop_window_end_ms_ - now <= kDropWindowMs;
+    if (held_drops_.empty() || (!all && window_open)) return;
+    drop_window_end_ms_ = now + kDropWindowMs;
+    if (held_drops_.size() <= kDropsLoggedOneByOne) {
+      for (const Drop& d : held_drops_) {
         Event e;
         e.level = CMN_LOG_ERROR;
         e.name = "chatmail_notify_dropped";
@@ -346,12 +375,12 @@ class SendLoop {
       Event e;
       e.level = CMN_LOG_ERROR;
       e.name = "chatmail_notify_dropped";
-      e.count = int64_t(drops_this_turn_.size());
-      e.message = std::to_string(drops_this_turn_.size()) +
+      e.count = int64_t(held_drops_.size());
+      e.message = std::to_string(held_drops_.size()) +
                   " pushes dropped after their last attempt: past the deadline";
       events_.emit(std::move(e));
     }
-    drops_this_turn_.clear();
+    held_drops_.clear();
   }
 
   Status sync() {
@@ -405,7 +434,9 @@ class SendLoop {
   std::unique_ptr<GatewayClient> client_;
   Schedule schedule_;
   std::unordered_map<uint64_t, InFlight> inflight_;
-  std::vector<Drop> drops_this_turn_;
+  std::vector<Drop> held_drops_;
+  int64_t drop_window_end_ms_ = 0;  // drops before this are held
+  int64_t ingest_retry_ms_ = 0;     // 0: no failed ingest to try again
   bool dirty_ = false;
   bool status_dirty_ = false;
   bool published_once_ = false;
