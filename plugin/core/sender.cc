@@ -324,6 +324,11 @@ class SendLoop {
     if (f.payload.store_path.empty()) return;
     TokenStoreOptions options;
     options.lock_timeout_ms = kTokenStoreLockTimeoutMs;
+    // The user's max_tokens and token_ttl are per-user settings that the
+    // sender does not know: the removal keeps every other token as it is
+    // (defaults here would cut a store kept larger down to 32 tokens).
+    options.max_tokens = 0;
+    options.ttl_ms = 0;
     TokenStore store(f.payload.store_path, options, clock_, events_);
     store.act_for_uid(f.item.owner_uid);
     bool removed = false;
