@@ -73,7 +73,7 @@ class Gateway:
     """The fake gateway (tests/gateway/fake-gateway.js) in one transport."""
 
     def __init__(self, workdir, transport, delay_ms):
-        self.dir = Path(workdir) / f"gw-{transport}-{delay_ms}"
+        self.workdir = Path(workdir)
         self.transport, self.delay_ms = transport, delay_ms
         self.certs = Path(workdir) / "certs"
 
@@ -94,7 +94,7 @@ class Gateway:
         return str(self.certs / "ca.pem") if self.tls else ""
 
     def __enter__(self):
-        self.dir.mkdir(parents=True)
+        self.dir = fresh_dir(self.workdir, f"gw-{self.transport}-{self.delay_ms}")
         if not (self.certs / "ca.pem").exists():
             subprocess.run(["sh", str(MAKE_CERT), str(self.certs)], check=True)
         port_file = self.dir / "port"

@@ -231,7 +231,7 @@ static int cmd_send(const char *spool, uint64_t n, const char *url, const char *
 	struct event_counts ev = {0};
 	cmn_sender_stats_t s;
 	long rss_before = proc_status_kb("VmRSS");
-	double t0 = mono_ms_f(), scheduled_ms = -1, sent_ms = -1;
+	double t0 = mono_ms_f(), cpu0 = cpu_ms(), scheduled_ms = -1, sent_ms = -1;
 	cmn_sender_t *sender = start_sender(spool, url, ca);
 	for (;;) {
 		cmn_sender_drain_events(sender, count_event, &ev);
@@ -247,6 +247,7 @@ static int cmd_send(const char *spool, uint64_t n, const char *url, const char *
 			break;
 		pause_ms(1);
 	}
+	double send_cpu_ms = cpu_ms() - cpu0;
 	double idle_cpu_ms = -1;
 	if (idle_s > 0 && sent_ms >= 0) {
 		/* The measurement window itself: the main thread sleeps, so what the
@@ -259,10 +260,10 @@ static int cmd_send(const char *spool, uint64_t n, const char *url, const char *
 	cmn_sender_get_stats(sender, &s);
 	printf("{\"items\": %" PRIu64 ", \"ok\": %s, \"scheduled_ms\": %.1f, \"sent_ms\": %.1f, "
 	       "\"tokens_per_s\": %.1f, \"rss_before_kb\": %ld, \"vmhwm_kb\": %ld, "
-	       "\"idle_s\": %d, \"idle_cpu_ms\": %.1f, ",
+	       "\"send_cpu_ms\": %.1f, \"idle_s\": %d, \"idle_cpu_ms\": %.1f, ",
 	       n, sent_ms >= 0 ? "true" : "false", scheduled_ms, sent_ms,
 	       sent_ms > 0 ? (double)n * 1000.0 / sent_ms : 0.0, rss_before,
-	       proc_status_kb("VmHWM"), idle_s, idle_cpu_ms);
+	       proc_status_kb("VmHWM"), send_cpu_ms, idle_s, idle_cpu_ms);
 	json_stats("stats", &s, &ev);
 	printf("}\n");
 	fflush(stdout);
@@ -271,6 +272,12 @@ static int cmd_send(const char *spool, uint64_t n, const char *url, const char *
 }
 
 /* ---- retry storm ----------------------------------------------------- */
+
+static size_t discard_body(char *data, size_t size, size_t n, void *ctx) {
+	(void)data;
+	(void)ctx;
+	return size * n;
+}
 
 static void gateway_mode(const char *control_base, const char *json) {
 	char url[1024];
@@ -283,6 +290,7 @@ static void gateway_mode(const char *control_base, const char *json) {
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L); /* our own local gateway */
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body); /* stdout is ours */
 	long status = 0;
 	CURLcode rc = curl_easy_perform(curl);
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
