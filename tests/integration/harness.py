@@ -11,6 +11,10 @@ so a system Dovecot (or another test run) is never touched.
         gw.wait_for_requests(lambda rs: len(rs) == 1, what="the push")
 
 The build directory is $CMN_BUILD_DIR (default <repo>/build).
+For sanitizer runs (tests/tooling/asan-integration.sh): the file named by
+$CMN_DOVECOT_EXTRA_CONF is appended to every private Dovecot's config, and
+$CMN_DOVECOT_ENV ("NAME=value ...") is added to the environment of the
+Dovecot programs the harness starts itself (dovecot, doveadm, dovecot-lda).
 """
 
 import contextlib
@@ -47,6 +51,13 @@ DOMAIN = "example.org"
 PASSWORD = "secret"
 # Upper bound for everything that should happen "at once" (a delivery, a push).
 QUICK = 20.0
+EXTRA_CONF = os.environ.get("CMN_DOVECOT_EXTRA_CONF")
+DOVECOT_ENV = dict(kv.split("=", 1) for kv in os.environ.get("CMN_DOVECOT_ENV", "").split())
+
+
+def dovecot_env():
+    """The environment for a Dovecot program the harness runs itself."""
+    return {**os.environ, **DOVECOT_ENV} if DOVECOT_ENV else None
 
 
 def wait_until(predicate, timeout, what, interval=0.05):
@@ -439,7 +450,7 @@ plugin {{
 {plugin_block}
 }}
 {self.extra_conf}
-"""
+{Path(EXTRA_CONF).read_text() if EXTRA_CONF else ""}"""
 
     def write_config(self):
         self.conf.write_text(self._config())
@@ -460,7 +471,7 @@ plugin {{
         self.write_config()
         # dovecot daemonizes; its own stdout/stderr go to a file, never a pipe.
         with open(self.dir / "dovecot.stderr", "ab") as out:
-            subprocess.run(["dovecot", "-c", str(self.conf)], check=True,
+            subprocess.run(["dovecot", "-c", str(self.conf)], check=True, env=dovecot_env(),
                            stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=QUICK)
         self.started = True
         wait_until(lambda: port_open(self.imap_port) and port_open(self.lmtp_port),
@@ -481,7 +492,8 @@ plugin {{
             return
         pid = self.master_pid()
         subprocess.run(["doveadm", "-c", str(self.conf), "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
+                       env=dovecot_env())
         if pid:
             try:
                 wait_until(lambda: not pid_alive(pid), timeout, "the Dovecot master to exit")
@@ -587,11 +599,12 @@ plugin {{
         msg = msg or make_message(addr, sender=sender)
         return subprocess.run([DOVECOT_LDA, "-c", str(self.conf), "-d", addr, "-f", sender],
                               input=msg.as_bytes(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=QUICK)
+                              stderr=subprocess.PIPE, timeout=QUICK, env=dovecot_env())
 
     def doveadm(self, *args, check=True):
         res = subprocess.run(["doveadm", "-c", str(self.conf), *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, timeout=QUICK)
+                             stderr=subprocess.PIPE, text=True, timeout=QUICK,
+                             env=dovecot_env())
         if check and res.returncode != 0:
             raise AssertionError(f"doveadm {' '.join(args)} failed ({res.returncode}): "
                                  f"{res.stderr.strip()}")
