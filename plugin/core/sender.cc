@@ -170,9 +170,9 @@ class SendLoop {
         if (!(st = ingest()).ok()) return st;
         take_flush_requests();
       }
-      std::vector<GatewayResult> done;
-      if (!(st = client_->perform(&done)).ok()) return st;
-      for (const GatewayResult& result : done) handle(result);
+      std::vector<GatewayResult> finished;
+      if (!(st = client_->perform(&finished)).ok()) return st;
+      for (const GatewayResult& result : finished) handle(result);
       report_drops(false);
     }
   }
@@ -515,8 +515,8 @@ class ThreadedSender final : public Sender {
       e.message = "the sender stopped: " + st.message() + " (starting again in " +
                   std::to_string(kRestartDelayMs / 1000) + " s)";
       events_.emit(std::move(e));
-      pollfd stop{stop_fd_, POLLIN, 0};
-      if (poll(&stop, 1, kRestartDelayMs) != 0) break;
+      pollfd stop_request{stop_fd_, POLLIN, 0};
+      if (poll(&stop_request, 1, kRestartDelayMs) != 0) break;
     }
     std::lock_guard<std::mutex> lock(mutex_);
     finished_ = true;

@@ -600,8 +600,8 @@ class SpoolImpl final : public Spool {
       }
       if (next == RecordReader::Next::kRecord) {
         rec.owner_uid = owner;  // the file's owner wrote it, whatever it claims
-        Status st = batch_item(batch, &rec, name, reader.offset(), fresh);
-        if (!st.ok()) return st;
+        Status batched = batch_item(batch, &rec, name, reader.offset(), fresh);
+        if (!batched.ok()) return batched;
         continue;
       }
       if (next == RecordReader::Next::kEnd) {
