@@ -66,7 +66,7 @@ void events_of_many_threads_arrive_in_order_per_thread(void**) {
   });
   // Drain on this thread while they emit, waking on the fd.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (total < size_t(kThreads * kEach) && std::chrono::steady_clock::now() < deadline) {
+  while (total < size_t(kThreads) * kEach && std::chrono::steady_clock::now() < deadline) {
     if (!readable(queue.fd(), 100)) continue;
     total += queue.drain([&](const Event& e) {
       assert_int_equal(e.attempt, next[e.http_status]);

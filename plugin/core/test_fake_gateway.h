@@ -45,17 +45,13 @@ class FakeGateway {
  public:
   // `tls_dir` holds ca.pem/cert.pem/key.pem, or is empty for plain HTTP.
   FakeGateway(const std::string& work_dir, const std::string& tls_dir,
-              std::vector<std::string> extra_args = {})
+              const std::vector<std::string>& extra_args = {})
       : tls_dir_(tls_dir) {
     std::string port_file = work_dir + "/gateway-port-" + std::to_string(++instances());
     std::vector<std::string> args = {"node", source_root() + "/tests/gateway/fake-gateway.js",
                                      "--port", "0", "--port-file", port_file};
     if (!tls_dir.empty())
-      for (const char* a : {"--tls", "--cert", "", "--key", ""}) args.emplace_back(a);
-    if (!tls_dir.empty()) {
-      args[args.size() - 3] = tls_dir + "/cert.pem";
-      args[args.size() - 1] = tls_dir + "/key.pem";
-    }
+      args.insert(args.end(), {"--tls", "--cert", tls_dir + "/cert.pem", "--key", tls_dir + "/key.pem"});
     for (auto& a : extra_args) args.push_back(a);
     pid_ = fork();
     if (pid_ == 0) {
@@ -94,8 +90,8 @@ class FakeGateway {
   nlohmann::json control(const std::string& path, const std::string* post_body = nullptr) const {
     CURL* e = curl_easy_init();
     std::string body;
-    std::string url = base() + path;
-    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    const std::string target = base() + path;
+    curl_easy_setopt(e, CURLOPT_URL, target.c_str());
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
     if (!tls_dir_.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file().c_str());

@@ -73,7 +73,7 @@ std::map<uint64_t, GatewayResult> run_until(GatewayClient& client, size_t n, int
     assert_true(client.wait(&none, 100).ok());
     std::vector<GatewayResult> done;
     assert_true(client.perform(&done).ok());
-    for (auto& r : done) results[r.tag] = r;
+    for (const auto& r : done) results[r.tag] = r;
   }
   if (results.size() < n) fail_msg("only %zu of %zu results within %d ms", results.size(), n, timeout_ms);
   return results;

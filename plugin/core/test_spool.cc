@@ -492,6 +492,7 @@ void list_shows_accepted_and_waiting_items_without_tokens(void**) {
     for (const PendingItem& p : items)
       if (f.payload(p.id).token == tok) return p;
     fail_msg("no item with token %s", tok.c_str());
+    return PendingItem{};  // not reached: fail_msg() leaves the test
   };
   PendingItem retry = find("tok-a1");
   retry.attempt = 1;
@@ -514,6 +515,7 @@ void list_shows_accepted_and_waiting_items_without_tokens(void**) {
   const std::string before = read_file(f.tmp.file("state/journal"));
   assert_true(list_spool(f.tmp.path(), "a@example.org", collect).ok());
   assert_int_equal(seen.size(), 2);
+  assert_string_equal(seen[0].addr.c_str(), "a@example.org");
   assert_string_equal(seen[0].hash.c_str(), token_hash("tok-a1").c_str());
   assert_int_equal(seen[0].attempt, 1);
   assert_true(seen[0].due_ms == kNow + 8000);

@@ -70,7 +70,7 @@ struct Fixture {
   bool exists(const std::string& name) { return access(dir.file(name).c_str(), F_OK) == 0; }
 };
 
-void expect_tokens(Fixture& f, std::vector<std::string> expected) {
+void expect_tokens(Fixture& f, const std::vector<std::string>& expected) {
   std::vector<std::string> got = f.tokens();
   std::string got_text, expected_text;
   for (const std::string& t : got) got_text += t + " ";
