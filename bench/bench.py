@@ -282,7 +282,13 @@ def storm_case(workdir):
         accepted = {r["token"] for r in reqs if r.get("status") == 200}
         out["gateway_requests"] = len(reqs)
         out["gateway_500s"] = sum(1 for r in reqs if r.get("status") == 500)
-        out["lost"] = len(wanted - accepted)
+        lost = wanted - accepted
+        out["lost"] = len(lost)
+        # What the gateway saw of each lost token: (ms since the first
+        # request of the run, status), to tell a stuck item from a dropped one.
+        t0 = reqs[0]["time_ms"] if reqs else 0
+        out["lost_history"] = [[(r["time_ms"] - t0, r.get("status")) for r in reqs
+                                if r["token"] == token] for token in sorted(lost)[:6]]
         out["duplicates_200"] = sum(1 for r in reqs if r.get("status") == 200) - len(accepted)
         shutil.rmtree(spool.parent, ignore_errors=True)
         return out

@@ -1,6 +1,7 @@
 """Turns bench.py's results into the table (stdout) and BENCHMARKS.md."""
 
 import json
+from pathlib import Path
 
 TARGETS = {
     "h2_vs_h2load": 0.80,
@@ -27,8 +28,18 @@ def verdict(ok):
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
 
-def at_least(s, target):
-    return None if not s else s["median"] >= target
+def judge(value, target, higher=True):
+    """PASS, or MISS with the shortfall relative to the target."""
+    if value is None:
+        return "n/a"
+    if (value >= target) if higher else (value <= target):
+        return "PASS"
+    short = (target - value) / target if higher else (value - target) / target
+    return f"MISS by {100 * short:.0f}%"
+
+
+def median(s):
+    return None if not s else s["median"]
 
 
 def rows(r):
@@ -45,17 +56,15 @@ def rows(r):
             flags = "-c 1 -m 100" if key.startswith("h2") else "--h1 -c 100 -m 1"
             out.append(("1", f"h2load ceiling tokens/s, {label} ({flags})",
                         spread(t["h2load"]), "", ""))
-            target_ok = at_least(t["vs_h2load"], TARGETS["h2_vs_h2load"]) \
-                if key.startswith("h2") else None
             out.append(("1", f"sender / h2load, {label}", spread(t["vs_h2load"], "{:.2f}"),
                         ">= 0.80" if key.startswith("h2") else "(no target)",
-                        verdict(target_ok) if key.startswith("h2") else ""))
+                        judge(median(t["vs_h2load"]), TARGETS["h2_vs_h2load"]) if key.startswith("h2") else ""))
         for key, label in (("h2tls-50ms", "HTTP/2+TLS, 50 ms"), ("h1-50ms", "HTTP/1.1, 50 ms")):
             t = tp.get(key)
             if not t:
                 continue
             out.append(("2", f"sender tokens/s, {label}", spread(t["sender"]),
-                        ">= 1000", verdict(at_least(t["sender"], TARGETS["rate_50ms"]))))
+                        ">= 1000", judge(median(t["sender"]), TARGETS["rate_50ms"])))
             out.append(("2", f"h2load ceiling tokens/s, {label}", spread(t["h2load"]), "", ""))
         for delay, target in ((0, TARGETS["vs_seed_0ms"]), (50, TARGETS["vs_seed_50ms"])):
             for tr, label in (("h2tls", "HTTP/2+TLS (seed: HTTPS/1.1)"), ("h1", "HTTP/1.1")):
@@ -65,7 +74,7 @@ def rows(r):
                 out.append(("3", f"seed tokens/s, {label}, {delay} ms", spread(t["seed"]), "", ""))
                 out.append(("3", f"sender / seed, {label}, {delay} ms",
                             spread(t["vs_seed"], "{:.1f}"), f">= {target:.0f}x",
-                            verdict(at_least(t["vs_seed"], target))))
+                            judge(median(t["vs_seed"]), target)))
     elif "throughput" in err:
         out.append(("1-3", "throughput", "FAILED: " + err["throughput"][:120], "", "MISS"))
     dv = r.get("dovecot")
@@ -77,29 +86,29 @@ def rows(r):
         out.append(("4", "LMTP deliveries/s with the plugin", spread(s(o["with"])), "", ""))
         out.append(("4", "LMTP deliveries/s without the plugin", spread(s(o["without"])), "", ""))
         out.append(("4", "with / without (fsync on)", spread(s(o["ratio"]), "{:.3f}"),
-                    ">= 0.90", verdict(s(o["ratio"])["median"] >= TARGETS["delivery_ratio"])))
+                    ">= 0.90", judge(s(o["ratio"])["median"], TARGETS["delivery_ratio"])))
         lat = dv["latency"]
         out.append(("5", f"latency end-of-data reply -> POST, p50 ({lat['samples']} POSTs)",
                     f"{lat['p50_ms']:.1f} ms", "", ""))
         out.append(("5", "latency p99", f"{lat['p99_ms']:.1f} ms (max {lat['max_ms']:.0f})",
-                    "<= 20 ms", verdict(lat["p99_ms"] <= TARGETS["p99_ms"])))
+                    "<= 20 ms", judge(lat["p99_ms"], TARGETS["p99_ms"], higher=False)))
     elif "dovecot" in err:
         out.append(("4-5", "Dovecot cases", "FAILED: " + err["dovecot"][:120], "", "MISS"))
     sc = r.get("scale")
     if sc:
         out.append(("6", f"{sc['items']} pending items: time until all scheduled",
                     f"{sc['scheduled_ms']:.0f} ms", "<= 2000 ms",
-                    verdict(0 <= sc["scheduled_ms"] <= TARGETS["scheduled_ms"])))
+                    judge(sc["scheduled_ms"], TARGETS["scheduled_ms"], higher=False)))
         out.append(("6", "  ... and until all sent", f"{sc['sent_ms']:.0f} ms", "", ""))
         rss = sc["vmhwm_kb"] / 1024
         out.append(("6", "peak RSS of the sending process (VmHWM)",
                     f"{rss:.1f} MiB (at start {sc['rss_before_kb'] / 1024:.1f})", "<= 64 MiB",
-                    verdict(rss <= TARGETS["rss_mib"])))
+                    judge(rss, TARGETS["rss_mib"], higher=False)))
         if sc["idle_cpu_ms"] >= 0:
             pct = 100 * sc["idle_cpu_ms"] / (sc["idle_s"] * 1000)
             out.append(("6", f"sender CPU over {sc['idle_s']} idle s",
                         f"{sc['idle_cpu_ms']:.1f} ms ({pct:.3f}% of a core)", "~0 (< 0.1%)",
-                        verdict(pct < TARGETS["idle_cpu_percent"])))
+                        judge(pct, TARGETS["idle_cpu_percent"], higher=False)))
     elif "scale" in err:
         out.append(("6", "scale", "FAILED: " + err["scale"][:120], "", "MISS"))
     st = r.get("storm")
@@ -140,6 +149,8 @@ def markdown(r, table):
     if r.get("errors"):
         notes.append("- Cases that failed in this run: "
                      + "; ".join(f"{k}: {v.splitlines()[-1][:300]}" for k, v in r["errors"].items()))
+    analysis_file = Path(__file__).with_name("analysis.md")
+    analysis = analysis_file.read_text() if analysis_file.exists() else ""
     return f"""# Benchmarks
 
 Regenerated by `{r['command']}` (issue 5); every figure is the median of
@@ -159,6 +170,7 @@ never asserted in a timed test.
 
 {chr(10).join(notes)}
 
+{analysis}
 ## What each case does
 
 1. `bench/sender_bench fill` writes N real-sized tokens (840 bytes,

@@ -180,6 +180,13 @@ struct event_counts {
 
 static void count_event(void *ctx, const cmn_event_t *ev) {
 	struct event_counts *c = ctx;
+	/* BENCH_EVENTS=1: every event but the successes, to see why items retry. */
+	static int show = -1;
+	if (show < 0)
+		show = getenv("BENCH_EVENTS") != NULL;
+	if (show && ev->http_status != 200)
+		fprintf(stderr, "event %d %s: %s (http %d, attempt %d)\n", ev->level,
+		        ev->name != NULL ? ev->name : "-", ev->message, ev->http_status, ev->attempt);
 	if (ev->level < CMN_LOG_WARNING)
 		return;
 	if (ev->level == CMN_LOG_WARNING)
@@ -196,7 +203,9 @@ static cmn_sender_t *start_sender(const char *spool, const char *url, const char
 	config.url = url;
 	config.spool_dir = spool;
 	config.ca_file = ca;
-	config.durable = 1;
+	/* BENCH_SENDER_DURABLE=0: a diagnostic, to see what the fsyncs cost. */
+	const char *durable = getenv("BENCH_SENDER_DURABLE");
+	config.durable = durable == NULL || strcmp(durable, "0") != 0;
 	config.timeout_ms = 10000;
 	if (cmn_sender_config_validate(&config, &err) < 0)
 		die("sender config", err);
