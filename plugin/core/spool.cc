@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -974,7 +976,11 @@ Status read_spool_status(const std::string& dir, cmn_spool_status_t* out) {
     return Status();
   }
   char pid[32] = {};
-  if (::pread(lock_fd.get(), pid, sizeof(pid) - 1, 0) > 0 && std::atoi(pid) > 0) out->sender_pid = std::atoi(pid);
+  if (::pread(lock_fd.get(), pid, sizeof(pid) - 1, 0) > 0) {
+    // strtol, not atoi: a lock file holding a huge number is not undefined behaviour.
+    const long value = std::strtol(pid, nullptr, 10);
+    if (value > 0 && value <= INT_MAX) out->sender_pid = pid_t(value);
+  }
   return Status();
 }
 
