@@ -73,8 +73,8 @@ struct World {
   std::unique_ptr<Sender> sender;
   std::vector<Event> events;
 
-  explicit World(std::vector<std::string> gateway_args = {})
-      : gateway(dir.path(), *tls_dir, std::move(gateway_args)) {
+  explicit World(const std::vector<std::string>& gateway_args = {})
+      : gateway(dir.path(), *tls_dir, gateway_args) {
     if (!gateway.running()) fail_msg("the fake gateway did not start");
     if (::mkdir(spool_dir.c_str(), 0700) != 0) fail_msg("mkdir %s failed", spool_dir.c_str());
     config.url = gateway.url();
