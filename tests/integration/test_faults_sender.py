@@ -262,9 +262,11 @@ class HangingGatewayTest(DovecotTestCase):
             lambda rs: len([r for r in rs if r["token"] == "hang-forever"]) >= 2,
             timeout=20, what="a retry of the timed-out request")
         hang = [r for r in reqs if r["token"] == "hang-forever"]
-        # The retry comes timeout (3 s) + backoff (2 s) after the first try.
+        # The retry comes after the timeout (3 s, counted by curl from a bit
+        # before the gateway saw the request) and a short wait (the backoff,
+        # or less for a request that got no answer at all).
         retry_after_s = (hang[1]["time_ms"] - hang[0]["time_ms"]) / 1000
-        self.assertGreaterEqual(retry_after_s, 4.5, hang)
+        self.assertGreaterEqual(retry_after_s, 2.5, hang)
         self.assertLess(retry_after_s, 8, hang)
         self.assertIsNone(hang[-1].get("closed_ms"), "no request hanging at the stop")
         # Stop Dovecot with a request hanging: the sender must not hold it up.
