@@ -17,7 +17,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <unordered_map>
 
 #include "spool_files.h"
 #include "spool_record.h"
@@ -174,11 +173,76 @@ Status ensure_directory(const std::string& path, mode_t mode, EventSink& events)
 // (a few dozen bytes per item, for 100,000 items within the budget).
 struct LiveItem {
   uint64_t offset = 0;  // of its ITEM record in the state journal
-  uint32_t size = 0;
+  uint32_t size = 0;    // 0: a hole in LiveItems
   uint32_t attempt = 0;
   int64_t start_ms = 0;
   int64_t due_ms = 0;
   uid_t owner_uid = 0;
+};
+
+// The live items by id, without a heap node per item: a vector sorted by
+// id (a new id is the highest, so adding is an append), where a finished
+// item leaves a hole until holes are most of it.
+class LiveItems {
+ public:
+  struct Entry {
+    uint64_t id;
+    LiveItem item;
+  };
+
+  size_t size() const { return count_; }
+  void clear() {
+    entries_.clear();
+    count_ = 0;
+  }
+
+  LiveItem* find(uint64_t id) {
+    auto it = position(id);
+    return it != entries_.end() && it->id == id && it->item.size != 0 ? &it->item : nullptr;
+  }
+
+  // Adds or replaces; the size of the item it replaces, or 0.
+  uint32_t put(uint64_t id, const LiveItem& item) {
+    if (entries_.empty() || entries_.back().id < id) {
+      entries_.push_back(Entry{id, item});
+      count_++;
+      return 0;
+    }
+    auto it = position(id);  // out of order: only a damaged journal does this
+    if (it == entries_.end() || it->id != id) it = entries_.insert(it, Entry{id, LiveItem{}});
+    const uint32_t replaced = it->item.size;
+    if (replaced == 0) count_++;
+    it->item = item;
+    return replaced;
+  }
+
+  // The size of the removed item, or 0 if there was none.
+  uint32_t erase(uint64_t id) {
+    LiveItem* item = find(id);
+    if (item == nullptr) return 0;
+    const uint32_t size = item->size;
+    item->size = 0;
+    count_--;
+    if (entries_.size() - count_ > std::max<size_t>(count_, 1024))
+      std::erase_if(entries_, [](const Entry& e) { return e.item.size == 0; });
+    return size;
+  }
+
+  // In id order, while fn(id, item) returns true.
+  template <typename Fn>
+  void for_each(Fn fn) {
+    for (Entry& e : entries_)
+      if (e.item.size != 0 && !fn(e.id, e.item)) return;
+  }
+
+ private:
+  std::vector<Entry>::iterator position(uint64_t id) {
+    return std::lower_bound(entries_.begin(), entries_.end(), id,
+                            [](const Entry& e, uint64_t wanted) { return e.id < wanted; });
+  }
+
+  std::vector<Entry> entries_;
+  size_t count_ = 0;  // entries that are not holes
 };
 
 PendingItem pending_from(const SpoolRecord& rec, uint64_t id, uid_t owner) {
@@ -237,34 +301,14 @@ class SpoolImpl final : public Spool {
     live_bytes_ = 0;
     Status st = replay_state();
     if (!st.ok()) return st;
-    std::vector<PendingItem> fresh;
-    st = take_incoming(true, &fresh);
-    if (!st.ok()) return st;
     live->clear();
     live->reserve(live_.size());
-    // One more streaming pass over the journal fills in what is not kept
-    // in memory (address, key).
-    RecordReader reader(state_fd_.get(), 0);
-    SpoolRecord rec;
-    std::string error;
-    for (;;) {
-      RecordReader::Next next = reader.next(&rec, &error);
-      if (next == RecordReader::Next::kCorrupt && reader.resync()) continue;
-      if (next == RecordReader::Next::kIoError) return Status::error("state journal: " + error);
-      if (next != RecordReader::Next::kRecord) break;
-      if (rec.type != RecordType::kItem) continue;
-      auto it = live_.find(rec.id);
-      if (it == live_.end() || it->second.offset != reader.record_offset()) continue;
-      PendingItem item = pending_from(rec, rec.id, it->second.owner_uid);
-      item.attempt = it->second.attempt;
-      item.start_ms = it->second.start_ms;
-      item.due_ms = it->second.due_ms;
-      live->push_back(std::move(item));
-    }
-    if (live->size() != live_.size())
-      return Status::error("state journal changed while it was recovered");
-    std::sort(live->begin(), live->end(),
-              [](const PendingItem& a, const PendingItem& b) { return a.id < b.id; });
+    if (!(st = read_replayed_items(live)).ok()) return st;
+    // Items taken in now are added as they are committed: the journal they
+    // went to is not read again.
+    if (!(st = take_incoming(true, live)).ok()) return st;
+    if (!std::is_sorted(live->begin(), live->end(), by_id))
+      std::sort(live->begin(), live->end(), by_id);
     Event done = make_event(CMN_LOG_INFO, "chatmail_notify_recovered",
                             "spool recovered: " + std::to_string(live->size()) + " pending items");
     done.count = int64_t(live->size());
@@ -278,10 +322,10 @@ class SpoolImpl final : public Spool {
   }
 
   Status payload(uint64_t id, ItemPayload* out) override {
-    auto it = live_.find(id);
-    if (it == live_.end()) return Status::error("spool item " + std::to_string(id) + " is unknown");
+    const LiveItem* kept = live_.find(id);
+    if (kept == nullptr) return Status::error("spool item " + std::to_string(id) + " is unknown");
     SpoolRecord rec;
-    Status st = read_item(id, it->second, &rec);
+    Status st = read_item(id, *kept, &rec);
     if (!st.ok()) return st;
     out->addr = std::move(rec.addr);
     out->store_path = std::move(rec.store_path);
@@ -290,9 +334,9 @@ class SpoolImpl final : public Spool {
   }
 
   Status reschedule(const PendingItem& item) override {
-    auto it = live_.find(item.id);
-    if (it == live_.end()) return Status::error("spool item " + std::to_string(item.id) + " is unknown");
-    LiveItem& kept = it->second;
+    LiveItem* found = live_.find(item.id);
+    if (found == nullptr) return Status::error("spool item " + std::to_string(item.id) + " is unknown");
+    LiveItem& kept = *found;
     kept.attempt = item.attempt;
     kept.due_ms = item.due_ms;
     kept.start_ms = item.start_ms;
@@ -307,10 +351,9 @@ class SpoolImpl final : public Spool {
   }
 
   Status finish(uint64_t id) override {
-    auto it = live_.find(id);
-    if (it == live_.end()) return Status();
-    live_bytes_ -= it->second.size;
-    live_.erase(it);
+    const uint32_t size = live_.erase(id);
+    if (size == 0) return Status();
+    live_bytes_ -= size;
     SpoolRecord rec;
     rec.type = RecordType::kDone;
     rec.id = id;
@@ -406,9 +449,7 @@ class SpoolImpl final : public Spool {
   }
 
   void add_live(uint64_t id, const LiveItem& item) {
-    LiveItem& entry = live_[id];
-    if (entry.size > 0) live_bytes_ -= entry.size;
-    entry = item;
+    live_bytes_ -= live_.put(id, item);
     live_bytes_ += item.size;
     next_id_ = std::max(next_id_, id + 1);
   }
@@ -433,21 +474,16 @@ class SpoolImpl final : public Spool {
         add_live(rec.id, LiveItem{reader.record_offset(), reader.record_size(), rec.attempt, rec.start_ms,
                                   rec.due_ms, uid_t(rec.owner_uid)});
         break;
-      case RecordType::kUpdate: {
-        auto it = live_.find(rec.id);
-        if (it == live_.end()) break;
-        it->second.attempt = rec.attempt;
-        it->second.due_ms = rec.due_ms;
-        it->second.start_ms = rec.start_ms;
+      case RecordType::kUpdate:
+        if (LiveItem* kept = live_.find(rec.id)) {
+          kept->attempt = rec.attempt;
+          kept->due_ms = rec.due_ms;
+          kept->start_ms = rec.start_ms;
+        }
         break;
-      }
-      case RecordType::kDone: {
-        auto it = live_.find(rec.id);
-        if (it == live_.end()) break;
-        live_bytes_ -= it->second.size;
-        live_.erase(it);
+      case RecordType::kDone:
+        live_bytes_ -= live_.erase(rec.id);
         break;
-      }
       case RecordType::kCursor:
         cursors_[rec.file] = rec.offset;
         break;
@@ -462,6 +498,33 @@ class SpoolImpl final : public Spool {
       if (::unlink((state_dir_ + "/" + name).c_str()) == 0)
         warn("removed leftover temporary file " + state_dir_ + "/" + name + " of an interrupted compaction");
     }
+  }
+
+  static bool by_id(const PendingItem& a, const PendingItem& b) { return a.id < b.id; }
+
+  // One more streaming pass over the replayed journal fills in what is
+  // not kept in memory of its live items (address, key).
+  Status read_replayed_items(std::vector<PendingItem>* live) {
+    RecordReader reader(state_fd_.get(), 0);
+    SpoolRecord rec;
+    std::string error;
+    const size_t wanted = live->size() + live_.size();
+    while (live->size() < wanted) {
+      RecordReader::Next next = reader.next(&rec, &error);
+      if (next == RecordReader::Next::kCorrupt && reader.resync()) continue;
+      if (next == RecordReader::Next::kIoError) return Status::error("state journal: " + error);
+      if (next != RecordReader::Next::kRecord) break;
+      if (rec.type != RecordType::kItem) continue;
+      const LiveItem* kept = live_.find(rec.id);
+      if (kept == nullptr || kept->offset != reader.record_offset()) continue;
+      PendingItem item = pending_from(rec, rec.id, kept->owner_uid);
+      item.attempt = kept->attempt;
+      item.start_ms = kept->start_ms;
+      item.due_ms = kept->due_ms;
+      live->push_back(std::move(item));
+    }
+    if (live->size() != wanted) return Status::error("state journal changed while it was recovered");
+    return Status();
   }
 
   Status replay_state() {
@@ -553,7 +616,9 @@ class SpoolImpl final : public Spool {
       fresh->push_back(a.item);
     }
     for (const auto& [name, offset] : batch->advanced) cursors_[name] = offset;
-    *batch = Batch();
+    batch->bytes.clear();  // keeps its buffer for the next batch
+    batch->added.clear();
+    batch->advanced.clear();
     return Status();
   }
 
@@ -677,19 +742,19 @@ class SpoolImpl final : public Spool {
 
   // Appends the pending updates and `batch` with one write, then one
   // fdatasync when durable.
-  Status commit(const std::string& batch) {
+  Status commit(std::string_view batch) {
     if (pending_.empty() && batch.empty()) return Status();
-    pending_ += batch;
+    // Two writes rather than a copy of a batch of megabytes into pending_.
     Status st = write_all(state_fd_.get(), pending_, "state journal");
+    if (st.ok()) st = write_all(state_fd_.get(), batch, "state journal");
     if (!st.ok()) {
       // Cut off whatever part got written: the journal stays a sequence
       // of whole records.
       if (::ftruncate(state_fd_.get(), off_t(state_size_)) != 0)
         warn("cannot cut a failed write off the state journal: " + std::string(std::strerror(errno)));
-      pending_.resize(pending_.size() - batch.size());
       return st;
     }
-    state_size_ += pending_.size();
+    state_size_ += pending_.size() + batch.size();
     pending_.clear();
     if (options_.durable && ::fdatasync(state_fd_.get()) != 0)
       return Status::errno_error("cannot fdatasync state journal", errno);
@@ -709,22 +774,18 @@ class SpoolImpl final : public Spool {
     const std::string tmp = state_dir_ + "/" + std::string(kTmpPrefix) + kStateName + "." + random_hex(4);
     UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd.valid()) return Status::errno_error("cannot create " + tmp, errno);
-    std::vector<uint64_t> ids;
-    ids.reserve(live_.size());
-    for (const auto& [id, entry] : live_) ids.push_back(id);
-    std::sort(ids.begin(), ids.end());
-    std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> placed;
+    std::vector<std::pair<uint64_t, uint32_t>> placed;  // in id order, as live_ goes
+    placed.reserve(live_.size());
     std::string buf;
     uint64_t written = 0;
     auto fail = [&](Status why) {
       ::unlink(tmp.c_str());
       return why;
     };
-    for (uint64_t id : ids) {
-      const LiveItem& item = live_[id];
-      SpoolRecord rec;
+    SpoolRecord rec;
+    live_.for_each([&](uint64_t id, const LiveItem& item) {
       st = read_item(id, item, &rec);
-      if (!st.ok()) return fail(st);
+      if (!st.ok()) return false;
       rec.id = id;
       rec.owner_uid = item.owner_uid;
       rec.attempt = item.attempt;
@@ -732,20 +793,22 @@ class SpoolImpl final : public Spool {
       rec.due_ms = item.due_ms;
       const size_t at = buf.size();
       encode_record(rec, &buf);
-      placed[id] = {written + at, uint32_t(buf.size() - at)};
+      placed.emplace_back(written + at, uint32_t(buf.size() - at));
       if (buf.size() >= kReadChunk) {
         st = write_all(fd.get(), buf, tmp);
-        if (!st.ok()) return fail(st);
+        if (!st.ok()) return false;
         written += buf.size();
         buf.clear();
       }
-    }
+      return true;
+    });
+    if (!st.ok()) return fail(st);
     for (const auto& [file, offset] : cursors_) {
-      SpoolRecord rec;
-      rec.type = RecordType::kCursor;
-      rec.file = file;
-      rec.offset = offset;
-      encode_record(rec, &buf);
+      SpoolRecord cursor;
+      cursor.type = RecordType::kCursor;
+      cursor.file = file;
+      cursor.offset = offset;
+      encode_record(cursor, &buf);
     }
     st = write_all(fd.get(), buf, tmp);
     if (!st.ok()) return fail(st);
@@ -761,10 +824,12 @@ class SpoolImpl final : public Spool {
     state_fd_ = std::move(fd);
     state_size_ = written;
     live_bytes_ = 0;
-    for (auto& [id, entry] : live_) {
-      std::tie(entry.offset, entry.size) = placed[id];
-      live_bytes_ += entry.size;
-    }
+    size_t next = 0;
+    live_.for_each([&](uint64_t, LiveItem& item) {
+      std::tie(item.offset, item.size) = placed[next++];
+      live_bytes_ += item.size;
+      return true;
+    });
     return Status();
   }
 
@@ -777,7 +842,7 @@ class SpoolImpl final : public Spool {
   uint64_t state_size_ = 0;  // bytes written to the state journal
   uint64_t live_bytes_ = 0;  // of them, ITEM records of live items
   std::string pending_;      // UPDATE/DONE records until sync()
-  std::unordered_map<uint64_t, LiveItem> live_;
+  LiveItems live_;
   std::map<std::string, uint64_t> cursors_;  // incoming journal -> read up to
   uint64_t next_id_ = 1;
   std::set<std::string> unmovable_;  // warned about once already
