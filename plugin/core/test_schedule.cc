@@ -4,6 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <map>
+#include <random>
+#include <set>
 #include <string>
 
 #include "schedule.h"
@@ -186,6 +189,79 @@ void hundred_thousand_items(void**) {
   assert_int_equal(taken, n);
 }
 
+
+// The sender's use of the schedule through a retry storm, step by step:
+// steady arrivals with repeated tokens, every answer a 500 for a while,
+// joins with waiting items while others of the same token are in flight.
+// Afterwards every token must have been answered 200 after its last
+// arrival, and nothing may be left waiting or in flight.
+void a_retry_storm_leaves_nothing_behind(void**) {
+  Schedule s;
+  std::mt19937 rng(12345);
+  const int64_t outage_from = 10000, outage_to = 70000, load_to = 80000;
+  const int64_t base = 8000, deadline = 5LL * 3600 * 1000;
+  std::map<uint64_t, PendingItem> flying;       // id -> item, answered after a delay
+  std::map<uint64_t, int64_t> answer_at;        // id -> when its answer comes
+  std::map<std::string, int64_t> last_arrival;  // token -> time
+  std::map<std::string, int64_t> last_ok;       // token -> time of its last 200
+  std::map<uint64_t, std::string> token_of;     // every live id
+  std::set<uint64_t> finished;
+  uint64_t next_id = 1;
+  const size_t max_inflight = 100;
+  auto absorb = [&](uint64_t gone, const PendingItem& joined) {
+    assert_true(token_of.count(joined.id) == 1);
+    assert_true(finished.insert(gone).second);
+    token_of.erase(gone);
+  };
+  for (int64_t now = 0; now < load_to + 700000; now += 5) {
+    if (now < load_to && now % 5 == 0) {  // 200 items/s, 1,000 tokens
+      const std::string token = "t" + std::to_string(rng() % 1000);
+      PendingItem p = item(next_id++, now, token);
+      token_of[p.id] = token;
+      last_arrival[token] = now;
+      PendingItem joined;
+      if (s.add(p, &joined)) absorb(p.id, joined);
+    }
+    for (auto it = answer_at.begin(); it != answer_at.end();) {
+      if (it->second > now) {
+        ++it;
+        continue;
+      }
+      PendingItem p = flying.at(it->first);
+      flying.erase(it->first);
+      it = answer_at.erase(it);
+      const bool ok = now < outage_from || now >= outage_to;
+      if (ok) {
+        last_ok[token_of.at(p.id)] = now;
+        s.finish(p.id);
+        assert_true(finished.insert(p.id).second);
+        token_of.erase(p.id);
+        continue;
+      }
+      const int64_t delay = p.attempt == 0 ? base : p.attempt == 1 ? base * 8 : base * 64;
+      assert_true(now + delay <= p.start_ms + deadline);
+      p.attempt++;
+      p.due_ms = now + delay;
+      PendingItem joined;
+      if (s.requeue(p, &joined)) absorb(p.id, joined);
+    }
+    const size_t room = max_inflight - flying.size();
+    for (const PendingItem& p : s.take_due(now, room)) {
+      assert_true(token_of.count(p.id) == 1);  // not finished or absorbed
+      assert_true(flying.emplace(p.id, p).second);  // not in flight twice
+      answer_at[p.id] = now + 20 + int64_t(rng() % 50);
+    }
+    assert_int_equal(s.inflight(), flying.size());
+  }
+  assert_int_equal(s.waiting(), 0);
+  assert_int_equal(s.inflight(), 0);
+  assert_true(token_of.empty());
+  for (const auto& [token, when] : last_arrival) {
+    assert_true(last_ok.count(token) == 1);
+    assert_true(last_ok[token] >= when);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -201,6 +277,7 @@ int main() {
       cmocka_unit_test(finish_forgets_the_item),
       cmocka_unit_test(make_due_by_address_or_all),
       cmocka_unit_test(hundred_thousand_items),
+      cmocka_unit_test(a_retry_storm_leaves_nothing_behind),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
