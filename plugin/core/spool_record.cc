@@ -102,11 +102,41 @@ bool valid_type(uint8_t t) { return t >= 1 && t <= 4; }
 
 }  // namespace
 
+namespace {
+
+uint32_t crc32c_by_table(const unsigned char* p, size_t len, uint32_t crc) {
+  for (size_t i = 0; i < len; i++) crc = kCrc32cTable[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+// Every record is checked when written and when read (three times per item
+// on its way through the spool): the table above, a byte at a time, was
+// two thirds of a 100,000-item recovery. SSE 4.2 does 8 bytes at a time.
+__attribute__((target("sse4.2"))) uint32_t crc32c_by_sse42(const unsigned char* p, size_t len,
+                                                            uint32_t crc) {
+  uint64_t wide = crc;
+  for (; len >= 8; p += 8, len -= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof(word));
+    wide = __builtin_ia32_crc32di(wide, word);
+  }
+  crc = uint32_t(wide);
+  for (; len > 0; p++, len--) crc = __builtin_ia32_crc32qi(crc, *p);
+  return crc;
+}
+
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
+
+}  // namespace
+
 uint32_t crc32c(const void* data, size_t len, uint32_t crc) {
   const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (size_t i = 0; i < len; i++) crc = kCrc32cTable[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
+#if defined(__x86_64__)
+  if (kHaveSse42) return ~crc32c_by_sse42(p, len, ~crc);
+#endif
+  return ~crc32c_by_table(p, len, ~crc);
 }
 
 bool encode_record(const SpoolRecord& rec, std::string* out) {

@@ -66,6 +66,24 @@ void patch_crc(std::string* rec) {
 
 void crc32c_matches_the_standard_check_value(void**) {
   assert_int_equal(crc32c("123456789", 9), 0xE3069283u);
+  // The word-at-a-time path against the definition, a bit at a time, for
+  // every length and alignment around a word, and in pieces.
+  unsigned char data[80];
+  for (size_t i = 0; i < sizeof(data); i++) data[i] = (unsigned char)(i * 37 + 11);
+  for (size_t at = 0; at < 8; at++) {
+    for (size_t len = 0; at + len <= sizeof(data); len++) {
+      uint32_t slow = ~0u;
+      for (size_t i = at; i < at + len; i++) {
+        slow ^= data[i];
+        for (int k = 0; k < 8; k++) slow = (slow & 1) ? (slow >> 1) ^ 0x82F63B78u : slow >> 1;
+      }
+      slow = ~slow;
+      if (crc32c(data + at, len) != slow) fail_msg("crc32c of %zu bytes at %zu differs", len, at);
+      const size_t half = len / 2;
+      if (crc32c(data + at + half, len - half, crc32c(data + at, half)) != slow)
+        fail_msg("crc32c of %zu bytes at %zu in two pieces differs", len, at);
+    }
+  }
 }
 
 void item_round_trips(void**) {
