@@ -459,8 +459,12 @@ plugin {{
     def start(self):
         for name in ("run", "state"):
             (self.dir / name).mkdir(exist_ok=True)
-        # As the package's postinst does: the sender makes the subfolders.
+        # As the package's postinst does: the spool, and incoming/ so that a
+        # delivery right after the start need not wait for the sender.
         self.spool_dir.mkdir(mode=0o711, exist_ok=True)
+        incoming = self.spool_dir / "incoming"
+        incoming.mkdir(exist_ok=True)
+        incoming.chmod(0o1733)
         if not (self.dir / "modules").exists():
             self._module_dir()
         for user in self.users:
