@@ -220,12 +220,12 @@ class LiveItems {
   uint32_t erase(uint64_t id) {
     LiveItem* item = find(id);
     if (item == nullptr) return 0;
-    const uint32_t size = item->size;
+    const uint32_t removed = item->size;
     item->size = 0;
     count_--;
     if (entries_.size() - count_ > std::max<size_t>(count_, 1024))
       std::erase_if(entries_, [](const Entry& e) { return e.item.size == 0; });
-    return size;
+    return removed;
   }
 
   // In id order, while fn(id, item) returns true.
