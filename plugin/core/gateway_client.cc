@@ -17,13 +17,42 @@ namespace {
 // gateway and is not worth the memory.
 constexpr size_t kMaxResponseBody = 64 * 1024;
 
-// An HTTP/1.1 connection carries one request at a time, so up to
-// max_inflight connections could be opened. One gateway host does not need
-// more than 16: at the gateway's usual ~100 ms per answer that is 160
-// requests a second, far above a relay's delivery rate, while 100 parallel
-// TLS handshakes would only load both ends. Requests beyond the pool wait in
-// curl's queue. With HTTP/2 everything shares one connection anyway.
-constexpr unsigned kMaxHttp1Connections = 16;
+// The HTTP/1.1 pool is as large as max_inflight: a connection carries one
+// request at a time, so any smaller pool, not max_inflight, would bound the
+// rate (16 connections at a 50 ms answer: 320/s; 100: 2,000/s). The
+// handshakes are paid once per connection, which stays alive between
+// bursts. max_inflight is the operator's bound on concurrency anyway.
+//
+// HTTP/2 uses ONE connection (CURLMOPT_MAX_HOST_CONNECTIONS = 1 as soon as
+// the gateway answered over HTTP/2; at the start CURLOPT_PIPEWAIT holds the
+// other requests until the first connection has told by ALPN). Without it,
+// whenever a connection goes away (GOAWAY: Node, nghttpx or Apache close
+// the connection of libcurl 7.88 after ~1,000 streams, since 7.88 sends an
+// RST_STREAM after every finished stream, which nghttp2's rapid-reset guard
+// counts), every request re-queued from it opened a connection of its own
+// while the new one was in its handshake: 17 connections instead of one.
+// With one connection, streams beyond the server's
+// SETTINGS_MAX_CONCURRENT_STREAMS wait in curl's queue.
+constexpr long kHttp2Connections = 1;
+
+// A transport failure (no HTTP answer: reset, framing error, GOAWAY) is
+// tried again at once, once per submit(): the gateway cannot have acted on
+// a request it never answered, and the next attempt would otherwise wait a
+// whole backoff. Timeouts, refused connections and TLS failures are not
+// retried here: they say the gateway is down or wrong, which a backoff suits.
+bool is_transport_failure(CURLcode rc) {
+  switch (rc) {
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:  // 7.88: an HTTP/2 connection closed under a stream
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::once_flag curl_init_once;
 CURLcode curl_init_result = CURLE_OK;
@@ -35,6 +64,7 @@ struct Request {
   curl_slist* headers = nullptr;
   size_t response_bytes = 0;
   bool body_too_large = false;
+  bool retried = false;
   int64_t retry_after_ms = -1;
   char error[CURL_ERROR_SIZE] = {0};
 
@@ -95,6 +125,7 @@ struct GatewayClient::Impl {
   Options options;
   CURLM* multi = nullptr;
   std::unordered_map<CURL*, std::unique_ptr<Request>> requests;
+  long host_connections = 0;  // the current CURLMOPT_MAX_HOST_CONNECTIONS
 
   ~Impl() {
     abort_all();
@@ -145,6 +176,33 @@ struct GatewayClient::Impl {
     return Status();
   }
 
+  // One connection for HTTP/2, the pool for HTTP/1.1, by what the gateway
+  // last answered with.
+  void follow_protocol(CURL* easy) {
+    long version = 0;
+    if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK || version == 0) return;
+    const long wanted = version >= CURL_HTTP_VERSION_2_0
+                            ? kHttp2Connections
+                            : long(GatewayClient::max_host_connections(options.max_inflight));
+    if (wanted == host_connections) return;
+    if (curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, wanted) == CURLM_OK) host_connections = wanted;
+  }
+
+  // Puts a request that got no HTTP answer back on the wire, once. Only with
+  // no status at all: a partial answer was an answer.
+  bool retry_once(Request* req, CURLcode rc) {
+    long code = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (req->retried || code != 0 || !is_transport_failure(rc)) return false;
+    curl_multi_remove_handle(multi, req->easy);
+    req->retried = true;
+    req->response_bytes = 0;
+    req->body_too_large = false;
+    req->retry_after_ms = -1;
+    req->error[0] = '\0';
+    return curl_multi_add_handle(multi, req->easy) == CURLM_OK;
+  }
+
   GatewayResult result_of(Request* req, CURLcode rc) {
     GatewayResult result;
     result.tag = req->tag;
@@ -160,9 +218,7 @@ struct GatewayClient::Impl {
   }
 };
 
-unsigned GatewayClient::max_host_connections(unsigned max_inflight) {
-  return std::clamp(max_inflight, 1u, kMaxHttp1Connections);
-}
+unsigned GatewayClient::max_host_connections(unsigned max_inflight) { return std::max(max_inflight, 1u); }
 
 GatewayClient::GatewayClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GatewayClient::~GatewayClient() = default;
@@ -177,7 +233,10 @@ Status GatewayClient::create(const Options& options, std::unique_ptr<GatewayClie
   impl->options = options;
   impl->multi = curl_multi_init();
   if (impl->multi == nullptr) return Status::error("curl_multi_init failed");
+  // Until the first answer tells HTTP/2, the pool's bound: PIPEWAIT keeps
+  // the requests waiting for the first connection's ALPN anyway.
   const long host_connections = long(max_host_connections(options.max_inflight));
+  impl->host_connections = host_connections;
   bool ok = curl_multi_setopt(impl->multi, CURLMOPT_PIPELINING, long(CURLPIPE_MULTIPLEX)) == CURLM_OK &&
             curl_multi_setopt(impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, host_connections) == CURLM_OK &&
             // keep every pooled connection alive between bursts
@@ -230,6 +289,8 @@ Status GatewayClient::perform(std::vector<GatewayResult>* done) {
     CURLcode rc = msg->data.result;
     auto it = impl_->requests.find(easy);
     if (it == impl_->requests.end()) continue;
+    impl_->follow_protocol(easy);
+    if (impl_->retry_once(it->second.get(), rc)) continue;
     done->push_back(impl_->result_of(it->second.get(), rc));
     curl_multi_remove_handle(impl_->multi, easy);
     impl_->requests.erase(it);
