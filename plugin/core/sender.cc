@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "gateway_client.h"
@@ -59,12 +58,6 @@ constexpr int kRestartDelayMs = 10000;
 // if nothing changes in incoming/ any more: items the delivering side did
 // write must not wait for the next mail.
 constexpr int64_t kIngestRetryMs = 2000;
-// A request that got no HTTP answer (an HTTP/2 stream error, a reset or
-// refused connection, a timeout) says nothing about the token: it is tried
-// once more this soon at the same retry level before it counts as a failed
-// attempt. (Counted at once, a stream error in the third attempt put an item
-// base^3 = 512 s away, past an outage's drain.)
-constexpr int64_t kTransportRetryMs = 1000;
 
 struct Counters {
   std::atomic<uint64_t> enqueued{0}, sent{0}, gone{0}, retried{0}, dropped{0}, coalesced{0},
@@ -218,7 +211,6 @@ class SendLoop {
 
   // `gone_id` joined `joined`: the spool keeps one item for both.
   void absorb(uint64_t gone_id, const PendingItem& joined) {
-    transport_retried_.erase(gone_id);
     warn_if(spool_->reschedule(joined), "spool reschedule");
     warn_if(spool_->finish(gone_id), "spool finish");
     counters_.coalesced++;
@@ -299,7 +291,6 @@ class SendLoop {
                                         : result.error);
     events_.emit(std::move(e));
 
-    if (result.http_status > 0) transport_retried_.erase(f.item.id);
     if (result.http_status == 200) {
       done(f.item.id);
       counters_.sent++;
@@ -307,10 +298,7 @@ class SendLoop {
       remove_token(f);
       done(f.item.id);
       counters_.gone++;
-    } else if (result.http_status == 0 && retry_transport_failure(f.item, now)) {
-      counters_.retried++;
     } else {
-      transport_retried_.erase(f.item.id);
       PendingItem next = f.item;
       if (policy_.next_due(f.item, now, result.retry_after_ms, &next.due_ms)) {
         next.attempt++;
@@ -325,26 +313,12 @@ class SendLoop {
     }
   }
 
-  // The item's first request without an HTTP answer at this level: it
-  // waits kTransportRetryMs at the same attempt (within its deadline).
-  bool retry_transport_failure(const PendingItem& item, int64_t now) {
-    if (transport_retried_.count(item.id) > 0) return false;
-    PendingItem again = item;
-    again.due_ms = now + kTransportRetryMs;
-    if (again.due_ms > item.start_ms + config_.deadline_ms) return false;
-    transport_retried_.insert(item.id);
-    warn_if(spool_->reschedule(again), "spool reschedule");
-    requeue(again);
-    return true;
-  }
-
   void requeue(const PendingItem& item) {
     PendingItem joined;
     if (schedule_.requeue(item, &joined)) absorb(item.id, joined);
   }
 
   void done(uint64_t id) {
-    transport_retried_.erase(id);
     schedule_.finish(id);
     warn_if(spool_->finish(id), "spool finish");
   }
@@ -469,9 +443,6 @@ class SendLoop {
   std::unique_ptr<GatewayClient> client_;
   Schedule schedule_;
   std::unordered_map<uint64_t, InFlight> inflight_;
-  // Items whose one quick retry after a failure without HTTP answer is
-  // used up at their present attempt (see kTransportRetryMs).
-  std::unordered_set<uint64_t> transport_retried_;
   std::vector<Drop> held_drops_;
   int64_t drop_window_end_ms_ = 0;  // drops before this are held
   int64_t ingest_retry_ms_ = 0;     // 0: no failed ingest to try again
