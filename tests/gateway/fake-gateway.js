@@ -247,8 +247,15 @@ function main() {
     if (opts.http1Only) {
       server = https.createServer({ ...tlsOptions, ALPNProtocols: ['http/1.1'] }, onRequest);
     } else {
+      // libcurl 7.88 (Debian 12) sends RST_STREAM after every finished
+      // stream; nghttp2's rapid-reset guard counts them (burst 1000, then
+      // 33/s) and closes the connection with GOAWAY(INTERNAL_ERROR). The
+      // real gateway (hyper) counts only streams reset before it answered,
+      // so lift the guard where Node lets us (options of newer Node, from
+      // nodejs/node#54875; Node 20 ignores them and keeps the guard).
       server = http2.createSecureServer({ ...tlsOptions, allowHTTP1: true,
-        settings: { maxConcurrentStreams: 1000 } }, onRequest);
+        settings: { maxConcurrentStreams: 1000 },
+        streamResetBurst: 1000000, streamResetRate: 1000000 }, onRequest);
     }
   }
   const track = (socket) => {
