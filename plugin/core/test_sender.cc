@@ -129,6 +129,18 @@ struct World {
   bool wait_requests(const std::string& token, size_t n) {
     return wait_until([&] { return gateway.count_token(token) == n; }, kWaitMs);
   }
+  // The counters move just before the spool's records are written: wait
+  // until the spool shows `n` items (the first at `attempt`, when >= 0).
+  std::vector<cmn_spool_item_info_t> wait_spool(size_t n, int attempt = -1) {
+    std::vector<cmn_spool_item_info_t> items;
+    if (!wait_until([&] {
+          items = spool_items();
+          return items.size() == n && (attempt < 0 || items[0].attempt == unsigned(attempt));
+        }, kWaitMs))
+      fail_msg("the spool holds %zu items (attempt %d), expected %zu (attempt %d)", items.size(),
+               items.empty() ? -1 : int(items[0].attempt), n, attempt);
+    return items;
+  }
   std::vector<cmn_spool_item_info_t> spool_items() {
     std::vector<cmn_spool_item_info_t> items;
     Status st = list_spool(spool_dir, "", [&](const cmn_spool_item_info_t& i) {
@@ -172,7 +184,7 @@ void every_device_of_a_recipient_gets_a_push(void**) {
     assert_true(e.message.find("dev-") == std::string::npos);  // never the token itself
   }
   assert_waited(w.wait_stat(&cmn_sender_stats_t::pending, 0));
-  assert_true(w.spool_items().empty());
+  w.wait_spool(0);
 }
 
 void a_gone_token_is_removed_from_the_store_alone(void**) {
@@ -202,9 +214,7 @@ void failures_are_retried_at_each_level_then_succeed(void**) {
   w.enqueue("carol@example.org", {"fail4x-c"});
   for (uint32_t failures = 1; failures <= 4; failures++) {
     assert_waited(w.wait_stat(&cmn_sender_stats_t::retried, failures));
-    auto items = w.spool_items();
-    assert_int_equal(items.size(), 1);
-    assert_int_equal(items[0].attempt, failures);
+    auto items = w.wait_spool(1, int(failures));
     const int64_t delay = (int64_t(2) << (failures - 1)) * kSec;  // 2, 4, 8, 16 s
     assert_int_equal(items[0].due_ms, w.clock.now_ms() + delay);
     assert_int_equal(items[0].start_ms, start);
@@ -219,7 +229,7 @@ void failures_are_retried_at_each_level_then_succeed(void**) {
     assert_int_equal(finished[i].attempt, i);
     assert_int_equal(finished[i].http_status, i < 4 ? 500 : 200);
   }
-  assert_true(w.spool_items().empty());
+  w.wait_spool(0);
 }
 
 void an_item_is_dropped_at_the_deadline(void**) {
@@ -237,7 +247,7 @@ void an_item_is_dropped_at_the_deadline(void**) {
   assert_int_equal(dropped.size(), 1);
   assert_int_equal(dropped[0].level, CMN_LOG_ERROR);
   assert_string_equal(dropped[0].addr.c_str(), "dave@example.org");
-  assert_true(w.spool_items().empty());
+  w.wait_spool(0);
 }
 
 void stop_is_bounded_with_a_request_hanging(void**) {
@@ -304,14 +314,7 @@ void a_request_without_answer_is_sent_again_at_once_then_costs_a_level(void**) {
   w.advance(2 * kSec);
   assert_waited(w.wait_requests("fail1x-i", 3));  // and its immediate resend
   assert_waited(w.wait_stat(&cmn_sender_stats_t::retried, 2));
-  // (the counter moves just before the journal is written)
-  assert_waited(wait_until([&] {
-    auto now_items = w.spool_items();
-    return now_items.size() != 1 || now_items[0].attempt != 1;
-  }, kWaitMs));
-  auto items = w.spool_items();
-  assert_int_equal(items.size(), 1);
-  assert_int_equal(items[0].attempt, 2);
+  auto items = w.wait_spool(1, 2);
   assert_int_equal(items[0].due_ms, w.clock.now_ms() + 4 * kSec);
   assert_int_equal(items[0].start_ms, start);
   w.gateway.set_mode("{}");
@@ -325,7 +328,7 @@ void a_request_without_answer_is_sent_again_at_once_then_costs_a_level(void**) {
     assert_int_equal(finished[i].http_status, statuses[i]);
     assert_int_equal(finished[i].attempt, i);
   }
-  assert_true(w.spool_items().empty());
+  w.wait_spool(0);
 }
 
 void pushes_for_one_token_coalesce_during_an_outage(void**) {
@@ -336,13 +339,13 @@ void pushes_for_one_token_coalesce_during_an_outage(void**) {
   assert_waited(w.wait_stat(&cmn_sender_stats_t::retried, 1));
   for (int i = 0; i < 9; i++) w.enqueue("heidi@example.org", {"co-h"});
   assert_waited(w.wait_stat(&cmn_sender_stats_t::coalesced, 9));
-  assert_int_equal(w.spool_items().size(), 1);
+  w.wait_spool(1);
   w.gateway.set_mode("{}");
   w.advance(2 * kSec);
   assert_waited(w.wait_stat(&cmn_sender_stats_t::sent, 1));
   assert_waited(w.wait_stat(&cmn_sender_stats_t::pending, 0));
   assert_int_equal(w.gateway.count_token("co-h"), 2);  // the failed one and one after recovery
-  assert_true(w.spool_items().empty());
+  w.wait_spool(0);
 }
 
 void a_missing_spool_folder_is_made_at_the_first_start(void**) {
