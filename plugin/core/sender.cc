@@ -127,10 +127,12 @@ class SendLoop {
     client_options.max_inflight = config_.max_inflight;
     if (!(st = GatewayClient::create(client_options, &client_)).ok()) return st;
 
-    std::vector<PendingItem> live;
-    if (!(st = spool_->recover(&live)).ok()) return st;
-    for (const PendingItem& item : live) add(item);
-    if (!live.empty()) log(CMN_LOG_INFO, std::to_string(live.size()) + " items recovered from the spool");
+    {  // scoped: the recovered list would otherwise live as long as the loop
+      std::vector<PendingItem> live;
+      if (!(st = spool_->recover(&live)).ok()) return st;
+      for (const PendingItem& item : live) add(item);
+      if (!live.empty()) log(CMN_LOG_INFO, std::to_string(live.size()) + " items recovered from the spool");
+    }
     take_flush_requests();
 
     st = loop();
