@@ -22,6 +22,8 @@ import ssl
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from harness import wait_until  # noqa: E402  (one bounded-wait helper for tests and benchmarks)
 BUILD = Path(os.environ.get("CMN_BUILD_DIR", REPO / "build-bench")).resolve()
 SENDER_BENCH = BUILD / "bench/sender_bench"
 GATEWAY_JS = REPO / "tests/gateway/fake-gateway.js"
@@ -42,17 +44,6 @@ RUN_TIMEOUT = 900
 
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def run_json(cmd, env=None, timeout=RUN_TIMEOUT):
