@@ -151,8 +151,10 @@ class HelpTest(DoveadmTestCase):
 
 class StatusTest(DoveadmTestCase):
     def test_status_names_the_running_sender_and_an_empty_spool(self):
-        fields = self.status()
-        self.assertEqual(fields["sender_pid"], str(self.dovecot.sender_pid()))
+        # The sender takes its lock a moment after Dovecot started it.
+        fields = wait_until(lambda: (lambda f: f if f["sender_pid"] == str(self.dovecot.sender_pid())
+                                     else None)(self.status()),
+                            QUICK, "doveadm status to name the running sender")
         self.assertEqual(fields["spool"], str(self.dovecot.spool_dir))
         self.assertEqual(fields["pending"], "0")
         self.assertEqual(fields["next_due"], "-")
