@@ -283,9 +283,10 @@ class ImapClient(imaplib.IMAP4):
                 return status, text, untagged
             untagged.append(resp.decode(errors="replace"))
 
-    def get_metadata(self, entry):
-        """The entry's value of INBOX (None for NIL), quoted or literal."""
-        status, text, untagged = self.raw_command(f"GETMETADATA INBOX {entry}")
+    def get_metadata(self, entry, mailbox="INBOX"):
+        """The entry's value on `mailbox` ("" = the server; None for NIL),
+        quoted or literal."""
+        status, text, untagged = self.raw_command(f"GETMETADATA {quote(mailbox)} {entry}")
         if status != "OK":
             raise AssertionError(f"GETMETADATA answered {status} {text}")
         for line in untagged:

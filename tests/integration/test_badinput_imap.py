@@ -2,7 +2,6 @@
 10,000 distinct tokens from one user (capped at max_tokens, oldest dropped),
 and SETMETADATA on other mailboxes, other entries and the server, which stay
 Dovecot's (mail_attribute_dict) as without the plugin."""
-import re
 import subprocess
 import time
 import unittest
@@ -15,18 +14,6 @@ MAX_TOKENS = 32
 def literal(data):
     """A LITERAL+ argument: any bytes, CR and LF included."""
     return b"{%d+}\r\n" % len(data) + data
-
-
-def metadata_of(imap, mailbox, entry):
-    """The value of `entry` on `mailbox` ("" = the server), or None."""
-    status, text, untagged = imap.raw_command(f"GETMETADATA {quote(mailbox)} {entry}")
-    assert status == "OK", (status, text)
-    for line in untagged:
-        m = re.match(r'\* METADATA \S+ \(\S+ (?:"((?:[^"\\]|\\.)*)"|NIL|\{\d+\}\r\n(.*))\)$',
-                     line, re.S | re.I)
-        if m:
-            return m.group(1) if m.group(1) is not None else m.group(2)
-    return None
 
 
 class ImapBadInputTest(DovecotTestCase):
@@ -142,7 +129,7 @@ class ImapBadInputTest(DovecotTestCase):
                 self.assertEqual(status, "OK", f"{box} {entry}: {text}")
         # Read back in a new session: Dovecot's attribute dictionary has them.
         with d.imap("cmntest1") as imap:
-            read = {k: metadata_of(imap, k[0], k[1]) for k in values}
+            read = {k: imap.get_metadata(k[1], k[0]) for k in values}
             tokens = imap.get_tokens()
         attributes = (d.home("cmntest1") / "dovecot-attributes").read_text()
         self.deliver("cmntest1")
